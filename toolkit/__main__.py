@@ -1,0 +1,3 @@
+from toolkit._cli import main
+
+main()

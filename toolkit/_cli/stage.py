@@ -1,0 +1,3 @@
+"""CLI commands: stage (registered on the group in __init__)."""
+
+from __future__ import annotations
