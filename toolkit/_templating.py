@@ -54,11 +54,11 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render_template(name: str, **context: Any) -> str:
-    """Render ``templates/NAME`` with ``context``; any Jinja failure becomes a TemplateError naming the template."""
+def render_template(template: str, /, **context: Any) -> str:
+    """Render ``templates/TEMPLATE`` with ``context``; a Jinja failure becomes a TemplateError naming the template."""
     try:
-        return environment().get_template(name).render(**context)
+        return environment().get_template(template).render(**context)
     except jinja2.TemplateNotFound as exc:
-        raise TemplateError(f"not found in {templates_dir()}", template=name) from exc
+        raise TemplateError(f"not found in {templates_dir()}", template=template) from exc
     except jinja2.TemplateError as exc:
-        raise TemplateError(str(exc), template=name) from exc
+        raise TemplateError(str(exc), template=template) from exc

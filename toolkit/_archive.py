@@ -1,0 +1,188 @@
+"""Writing the .mar: the model, the handler package and the build info, in one streaming pass.
+
+The manifest comes from torch-model-archiver itself (its ModelArchiverConfig and generate_manifest_json, and its
+model-name rule), so TorchServe reads exactly what the archiver would write. The zip is written here rather than
+by ``ModelArchiver.generate_model_archive``: the archiver first copies every file into a temp folder and then
+deflates it all (measured 20 x the time of `cp` on 500 MB of weights), while weights barely compress. We stream
+each file once from where it lies into the zip, storing weights and deflating small text files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import ArchiveError
+from ._layout import BUILD_INFO, MANIFEST
+
+ENTRY_MODULE = "mar_build_entry.py"
+HANDLER_PACKAGE = "mar_build_handlers"
+
+# Weights are stored: deflating them costs ~20 x a copy and saves a few percent at best.
+_STORED_SUFFIXES = {
+    ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5", ".npz", ".npy", ".pb", ".tflite", ".gguf",
+    ".zip", ".gz", ".mar", ".png", ".jpg", ".jpeg",
+}
+_DEFLATE_LIMIT = 16 * 1024 * 1024
+_CHUNK = 8 * 1024 * 1024
+# A fixed timestamp inside the zip: rebuilding unchanged inputs gives the same bytes apart from the manifest's
+# createdOn, so checksums (and re-staging) only see what really changed.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+Progress = Callable[[int, int], None]  # (bytes written so far, total bytes)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of the archive: its name inside the zip and where its bytes come from (a path or bytes)."""
+
+    arcname: str
+    source: Path | None = None
+    data: bytes | None = None
+
+    @property
+    def size(self) -> int:
+        if self.data is not None:
+            return len(self.data)
+        assert self.source is not None
+        return self.source.stat().st_size
+
+
+def folder_members(folder: Path, prefix: str, *, skip_hidden: bool = True) -> list[Member]:
+    """Every file below ``folder`` as members under ``prefix/`` (sorted, hidden files and caches skipped)."""
+    members = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if skip_hidden and any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            continue
+        if path.is_file():
+            members.append(Member(f"{prefix}/{rel.as_posix()}" if prefix else rel.as_posix(), source=path))
+    return members
+
+
+def handler_members(handlers: Path) -> list[Member]:
+    """The handler package as it travels: handlers/entry.py at the root, all handlers/*.py in the package."""
+    entry = handlers / "entry.py"
+    if not entry.is_file():
+        raise ArchiveError(f"{entry} is missing from the toolkit's handlers", path=entry)
+    members = [Member(ENTRY_MODULE, source=entry)]
+    members += [Member(f"{HANDLER_PACKAGE}/{p.name}", source=p) for p in sorted(handlers.glob("*.py"))]
+    return members
+
+
+def manifest_json(*, name: str, version: str, requirements: bool) -> bytes:
+    """MANIFEST.json as torch-model-archiver writes it for our entry point."""
+    try:
+        from model_archiver.model_archiver_config import ModelArchiverConfig
+        from model_archiver.model_archiver_error import ModelArchiverError
+        from model_archiver.model_packaging_utils import ModelExportUtils
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ArchiveError(
+            "torch-model-archiver is not installed", hint="pip install 'torch-model-archiver>=0.12'"
+        ) from exc
+    try:
+        ModelExportUtils.check_model_name_regex_or_exit(name)
+    except ModelArchiverError as exc:
+        raise ArchiveError(f"torch-model-archiver rejects the model name {name!r}: {exc}") from exc
+    config = ModelArchiverConfig(
+        model_name=name,
+        handler=ENTRY_MODULE,
+        version=version,
+        requirements_file="requirements.txt" if requirements else None,
+    )
+    manifest = json.loads(ModelExportUtils.generate_manifest_json(config))
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None:
+        manifest["createdOn"] = time.strftime("%d/%m/%Y %H:%M:%S", time.gmtime(int(epoch)))
+    return (json.dumps(manifest, indent=2) + "\n").encode()
+
+
+def write_archive(
+    target: Path,
+    members: Iterable[Member],
+    *,
+    manifest: bytes,
+    build_info: dict[str, object],
+    progress: Progress | None = None,
+) -> int:
+    """Write the .mar at ``target`` atomically (temp file in the same folder, then os.replace).
+
+    Returns the archive size. Raises ArchiveError on duplicate names or I/O failures; on failure no partial
+    archive is left behind.
+    """
+    all_members = [
+        Member(MANIFEST, data=manifest),
+        Member(BUILD_INFO, data=(json.dumps(build_info, indent=2, sort_keys=True) + "\n").encode()),
+        *members,
+    ]
+    seen: dict[str, Member] = {}
+    for m in all_members:
+        if m.arcname in seen:
+            raise ArchiveError(
+                f"two files would land at {m.arcname!r} in the archive: {_where(seen[m.arcname])} and {_where(m)}",
+                hint="rename one of them, or drop it from extra_files",
+            )
+        seen[m.arcname] = m
+    total = sum(m.size for m in all_members)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", allowZip64=True) as zf:
+            for m in all_members:
+                written = _write_member(zf, m, written, total, progress)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ArchiveError(f"could not write {target}: {exc}", path=target) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target.stat().st_size
+
+
+def _where(m: Member) -> str:
+    return str(m.source) if m.source is not None else "(generated)"
+
+
+def _write_member(zf: zipfile.ZipFile, m: Member, written: int, total: int, progress: Progress | None) -> int:
+    size = m.size
+    stored = Path(m.arcname).suffix.lower() in _STORED_SUFFIXES or size > _DEFLATE_LIMIT
+    info = zipfile.ZipInfo(m.arcname, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    if m.data is not None:
+        zf.writestr(info, m.data)
+        written += size
+    else:
+        assert m.source is not None
+        info.file_size = size
+        with open(m.source, "rb") as src, zf.open(info, "w", force_zip64=size > 2**31) as dst:
+            while chunk := src.read(_CHUNK):
+                dst.write(chunk)
+                written += len(chunk)
+                if progress:
+                    progress(written, total)
+    if progress:
+        progress(written, total)
+    return written
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    """Copy (or hard-link when on the same filesystem) ``source`` to ``target`` through a temp name."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, target)

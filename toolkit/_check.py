@@ -1,0 +1,351 @@
+"""check(): the preflight of a layout, for layouts written by mar-build or by hand.
+
+Every problem FACTS.md lists that can be seen in the files is reported with its fix, all at once. Errors are
+what stops the predictor pod from becoming ready or answering correctly; warnings are what will surprise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from ._errors import ArchiveError, LayoutError
+from ._layout import Layout, read_archive, read_layout
+
+# Keys KServe's wrapper (kserve_wrapper/__main__.py in the 0.9.0 image) reads with config[...]: a KeyError if absent.
+WRAPPER_KEYS = ("inference_address", "management_address", "grpc_inference_port", "model_store", "model_snapshot")
+SNAPSHOT_KEYS = ("defaultVersion", "marName", "minWorkers", "maxWorkers", "batchSize", "maxBatchDelay")
+POD_MODEL_STORE = "/mnt/models/model-store"
+WRAPPER_HTTP_PORT = 8080
+WRAPPER_GRPC_PORT = 8081
+TS_DEFAULT_MAX_REQUEST = 6553500
+
+Level = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    level: Level
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.message}" + (f"\n  fix: {self.hint}" if self.hint else "")
+
+
+@dataclass
+class CheckReport:
+    """Every problem found in a layout; ``ok`` when none is an error."""
+
+    path: Path
+    models: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_for_errors(self) -> None:
+        """Raise LayoutError listing every error (for stage/serve, which refuse a broken layout)."""
+        if self.errors:
+            raise LayoutError(
+                f"{self.path} fails the preflight check with {len(self.errors)} error(s):\n"
+                + "\n".join("  - " + str(p).replace("\n", "\n    ") for p in self.errors),
+                path=self.path, problems=[str(p) for p in self.errors],
+                hint=f"run `mar-build check {self.path}` for the full report",
+            )
+
+    def _error(self, message: str, hint: str = "") -> None:
+        self.problems.append(Problem("error", message, hint))
+
+    def _warn(self, message: str, hint: str = "") -> None:
+        self.problems.append(Problem("warning", message, hint))
+
+
+def check(path: str | Path) -> CheckReport:
+    """Preflight a layout folder. Returns the report; raises LayoutError only when ``path`` is not a layout at all."""
+    layout = read_layout(path)
+    report = CheckReport(layout.path, models=layout.model_names())
+    for problem in layout.problems:
+        report._error(problem, "write model_snapshot as one line of JSON: {\"name\":\"startup.cfg\",...}")
+    _check_keys(layout, report)
+    _check_ports(layout, report)
+    _check_envelope_and_auth(layout, report)
+    _check_snapshot(layout, report)
+    _check_comments(layout, report)
+    return report
+
+
+def _check_keys(layout: Layout, report: CheckReport) -> None:
+    props = layout.properties
+    for key in WRAPPER_KEYS:
+        if key not in props:
+            report._error(
+                f"{key} is missing: KServe's wrapper reads it and fails to start without it (KeyError)",
+                f"add {key}=" + _KEY_EXAMPLES[key],
+            )
+    store = props.get("model_store")
+    if store is not None and store.rstrip("/") != POD_MODEL_STORE:
+        report._error(
+            f"model_store={store}: the predictor pod has the archives in {POD_MODEL_STORE}",
+            f"set model_store={POD_MODEL_STORE} (storageUri must point at the folder that holds model-store/)",
+        )
+    if not layout.model_store.is_dir():
+        report._error(f"{layout.model_store} is missing", "put the .mar files in LAYOUT/model-store/")
+    if "metrics_format" in props:
+        report._warn(
+            "metrics_format is a dead key: TorchServe ignores it (KServe's samples still carry it)",
+            "remove it and set metrics_mode=prometheus",
+        )
+    if props.get("metrics_mode") != "prometheus":
+        report._warn(
+            "metrics_mode is not prometheus: /metrics on the metrics port stays empty, though the runtime's "
+            "annotations tell Prometheus to scrape it",
+            "set metrics_mode=prometheus",
+        )
+    if "model_snapshot" in props and _snapshot_spans_lines(layout.config_text):
+        report._error(
+            "model_snapshot continues over several lines: KServe's wrapper reads config.properties line by "
+            "line and gets broken JSON",
+            "write model_snapshot as one line of JSON",
+        )
+
+
+_KEY_EXAMPLES = {
+    "inference_address": "http://0.0.0.0:8085",
+    "management_address": "http://0.0.0.0:8085",
+    "grpc_inference_port": "7070",
+    "model_store": POD_MODEL_STORE,
+    "model_snapshot": '{"name":"startup.cfg","modelCount":1,"models":{...}} (one line)',
+}
+
+
+def _snapshot_spans_lines(text: str) -> bool:
+    for line in text.splitlines():
+        if re.match(r"\s*model_snapshot\s*[=:]", line):
+            return line.rstrip().endswith("\\")
+    return False
+
+
+def _port_of(value: str) -> int | None:
+    try:
+        return urlsplit(value if "//" in value else "//" + value).port
+    except ValueError:
+        return None
+
+
+def _check_ports(layout: Layout, report: CheckReport) -> None:
+    props = layout.properties
+    ports: dict[str, int] = {}
+    for key in ("inference_address", "management_address", "metrics_address"):
+        if key in props:
+            port = _port_of(props[key])
+            if port is None:
+                report._error(f"{key}={props[key]} has no port", f"write it as http://0.0.0.0:PORT, e.g. {key}=http://0.0.0.0:8085")
+            else:
+                ports[key] = port
+    for key in ("grpc_inference_port", "grpc_management_port"):
+        if key in props:
+            try:
+                ports[key] = int(props[key])
+            except ValueError:
+                report._error(f"{key}={props[key]} is not a port number", f"e.g. {key}=7070")
+    for key, port in ports.items():
+        if port == WRAPPER_HTTP_PORT:
+            report._error(
+                f"{key} uses port {port}, which KServe's wrapper listens on (HTTP) in the same pod",
+                "use 8085 for inference and management (and 8082 for metrics)",
+            )
+        elif port == WRAPPER_GRPC_PORT:
+            report._warn(
+                f"{key} uses port {port}, the gRPC port of KServe's wrapper in the same pod; newer wrappers fail "
+                "to start beside it",
+                "use 8085 for inference and management",
+            )
+    if ports.get("metrics_address") is not None and ports.get("metrics_address") != 8082:
+        report._warn(
+            f"metrics_address uses port {ports['metrics_address']}; the runtime's Prometheus annotations scrape 8082",
+            "use metrics_address=http://0.0.0.0:8082",
+        )
+    by_port: dict[int, list[str]] = {}
+    for key, port in ports.items():
+        by_port.setdefault(port, []).append(key)
+    for port, keys in by_port.items():
+        shared = set(keys) - {"inference_address", "management_address"}
+        if len(keys) > 1 and shared:
+            report._error(f"{' and '.join(keys)} share port {port}", "give each of them its own port")
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() == "true"
+
+
+def _check_envelope_and_auth(layout: Layout, report: CheckReport) -> None:
+    props = layout.properties
+    envelope = props.get("service_envelope")
+    if envelope is not None and envelope.strip().lower() == "kfserving":
+        report._error(
+            "service_envelope=kfserving names an envelope TorchServe no longer has (renamed kserve)",
+            "remove service_envelope (mar-build handlers read the v1 envelope themselves)",
+        )
+    # KServe's runtime sets TS_SERVICE_ENVELOPE=kserve; TorchServe honours it only with enable_envvars_config=true.
+    stock_envelope = _truthy(props.get("enable_envvars_config")) or envelope is not None
+    if stock_envelope:
+        batched = [e for e in layout.entries if _int(e.settings.get("batchSize"), 1) > 1]
+        for entry in batched:
+            report._error(
+                f"model {entry.name!r} has batchSize {entry.settings.get('batchSize')} with the stock kserve "
+                "envelope on (enable_envvars_config=true or service_envelope): the envelope parses only the "
+                "first request of a batch, so concurrent requests fail with 503",
+                "set enable_envvars_config=false and drop service_envelope, with a handler that reads "
+                "{\"instances\": [...]} itself (every mar-build handler does); or batchSize 1",
+            )
+    if not _truthy(props.get("disable_token_authorization")):
+        report._error(
+            "token authorization is left on: TorchServe 0.11.1 and newer check tokens by default, KServe's "
+            "wrapper sends none, its readiness polls get 400 and the pod never becomes ready",
+            "add disable_token_authorization=true (TorchServe 0.9.0, the runtime's default image, ignores it)",
+        )
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
+
+
+def _check_snapshot(layout: Layout, report: CheckReport) -> None:
+    snapshot = layout.snapshot
+    if snapshot is None:
+        return
+    raw = layout.properties.get("model_snapshot", "")
+    duplicates = _duplicate_keys(raw)
+    for name in duplicates:
+        report._error(f"model_snapshot lists model {name!r} twice; TorchServe keeps only one",
+                      "give each model its own name")
+    count = snapshot.get("modelCount")
+    listed = snapshot.get("models")
+    models: dict[str, object] = listed if isinstance(listed, dict) else {}
+    if count is not None and count != len(models):
+        report._error(f"model_snapshot modelCount is {count} but it lists {len(models)} model(s)",
+                      f"set \"modelCount\":{len(models)}")
+    archives = {p.name: p for p in layout.archives}
+    referenced: set[str] = set()
+    store = layout.model_store
+    no_archive_dirs = [p.name for p in store.iterdir() if p.is_dir()] if store.is_dir() else []
+    for folder in no_archive_dirs:
+        report._warn(
+            f"model-store/{folder}/ is a folder: KServe's 0.9.0 wrapper only recognises *.mar files",
+            "build a .mar archive (mar-build build) instead of archive-format no-archive",
+        )
+    for entry in layout.entries:
+        missing = [k for k in SNAPSHOT_KEYS if k not in entry.settings]
+        if missing:
+            report._error(f"model {entry.name!r}: model_snapshot entry lacks {', '.join(missing)}",
+                          "TorchServe needs defaultVersion, marName, minWorkers, maxWorkers, batchSize, maxBatchDelay")
+        mar = entry.mar_name
+        if mar is None:
+            continue
+        referenced.add(mar)
+        if mar not in archives:
+            near = [n for n in archives if n.removesuffix(".mar") == entry.name]
+            report._error(
+                f"model {entry.name!r}: marName {mar} is not in model-store/ (TorchServe fails at startup)",
+                f"the archive there is {near[0]}: set \"marName\":\"{near[0]}\"" if near
+                else f"put {mar} in model-store/, or fix marName",
+            )
+            continue
+        _check_archive(entry.name, entry.version, archives[mar], layout, report)
+    for name in sorted(set(archives) - referenced):
+        report._warn(f"model-store/{name} is not in model_snapshot, so it is never loaded",
+                     "add it to model_snapshot (mar-build build -o LAYOUT does), or remove it")
+    if not layout.entries and "model_snapshot" in layout.properties and not layout.problems:
+        report._error("model_snapshot lists no models", "build a model into this layout")
+
+
+def _duplicate_keys(raw: str) -> list[str]:
+    duplicates: list[str] = []
+
+    def hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                duplicates.append(key)
+            seen.add(key)
+        return dict(pairs)
+
+    try:
+        snapshot = json.loads(raw, object_pairs_hook=hook)
+    except json.JSONDecodeError:
+        return []
+    models = snapshot.get("models") if isinstance(snapshot, dict) else None
+    names = set(models) if isinstance(models, dict) else set()
+    return [d for d in duplicates if d in names]
+
+
+def _check_archive(name: str, version: str, mar: Path, layout: Layout, report: CheckReport) -> None:
+    try:
+        info = read_archive(mar)
+    except ArchiveError as exc:
+        report._error(f"model {name!r}: {exc.message}", exc.hint or "")
+        return
+    url_name = f"/v1/models/{name}:predict"
+    if info.model_name and info.model_name != name:
+        report._warn(
+            f"model {name!r}: the archive calls itself {info.model_name!r}, but the name in the URL is the "
+            f"model_snapshot key: clients must call {url_name}",
+            f"rename the snapshot key to {info.model_name!r} if clients expect that name",
+        )
+    if info.version and version != info.version:
+        report._warn(
+            f"model {name!r}: model_snapshot says version {version}, the archive {info.version}; "
+            "TorchServe uses the archive's",
+            f"use \"{info.version}\" as the version key",
+        )
+    props = layout.properties
+    requirements = info.manifest.get("model", {}).get("requirementsFile")
+    if requirements and not _truthy(props.get("install_py_dep_per_model")):
+        report._error(
+            f"model {name!r} packages {requirements} but install_py_dep_per_model is not true: the worker "
+            "will not install it and fails to import what it needs",
+            "add install_py_dep_per_model=true (the pod then needs a package index), or bake the packages into "
+            "the image and drop the requirements",
+        )
+    task = (info.build_info or {}).get("task")
+    max_request = _int(props.get("max_request_size"), TS_DEFAULT_MAX_REQUEST)
+    if task == "image-classification" and max_request <= TS_DEFAULT_MAX_REQUEST:
+        report._warn(
+            f"model {name!r} takes base64 images and max_request_size is TorchServe's 6553500 bytes: a few "
+            "images per request answer 413",
+            "set max_request_size=67108864 (and max_response_size)",
+        )
+    if info.build_info is not None and _truthy(props.get("enable_envvars_config")):
+        report._warn(
+            f"model {name!r} was built by mar-build, whose handlers read the v1 envelope themselves, but "
+            "enable_envvars_config=true lets KServe's TS_SERVICE_ENVELOPE wrap them in the stock envelope",
+            "set enable_envvars_config=false",
+        )
+
+
+def _check_comments(layout: Layout, report: CheckReport) -> None:
+    for number, line in enumerate(layout.config_text.splitlines(), 1):
+        stripped = line.lstrip()
+        if stripped[:1] in ("#", "!") and "=" in stripped:
+            report._warn(
+                f"config.properties line {number} is a comment with '=' in it: the wrapper in KServe's default "
+                "0.9.0 image reads such lines as keys",
+                "remove the '=' from the comment",
+            )
