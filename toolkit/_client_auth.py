@@ -178,7 +178,8 @@ def dex_login(
             continue
         if response.status_code in (401, 403) and not redirected and not tried_oauth2_start:
             # oauth2-proxy (Kubeflow >= 1.9) can answer 401/403 instead of redirecting: start its flow explicitly.
-            url, method, data, tried_oauth2_start = url.copy_with(path="/oauth2/start", query=b"rd=/"), "GET", None, True
+            url, method, data = url.copy_with(path="/oauth2/start", query=b"rd=/"), "GET", None
+            tried_oauth2_start = True
             continue
         if response.status_code == 401 and posted:
             raise _bad_credentials(credentials, response)

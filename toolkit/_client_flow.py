@@ -64,7 +64,7 @@ def run_sync(flow: Flow[T], send: Callable[[httpx.Request], httpx.Response]) -> 
             else:
                 step = flow.send(response)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        return stop.value
     finally:
         flow.close()
 
@@ -85,6 +85,6 @@ async def run_async(flow: Flow[T], send: Callable[[httpx.Request], Awaitable[htt
             else:
                 step = flow.send(response)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        return stop.value
     finally:
         flow.close()
