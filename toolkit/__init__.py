@@ -1,4 +1,21 @@
-"""mar-build: a trained PyTorch or Hugging Face model to a KServe InferenceService on TorchServe, and back."""
+"""mar-build: a trained PyTorch or Hugging Face model to a KServe InferenceService on TorchServe, and back.
+
+The flow, one call a step (the `mar-build` commands are thin adapters over the same calls):
+
+    spec = load_spec("samples/text-classification")        # mar.yaml + overrides
+    result = build(spec, "build/intent")                    # layout: config/config.properties + model-store/*.mar
+    check(result.layout)                                    # preflight: every known KServe/TorchServe pitfall
+    with serve(result.layout) as predictor:                 # the predictor pod, locally
+        Client(predictor.url).predict("intent", ["Where is my parcel?"])
+    stage(result.layout, "s3://models/intent")              # or pvc://claim/prefix with mount=
+    manifests = render(result.layout, name="intent", storage_uri="s3://models/intent")
+    deploy(manifests)                                       # apply, wait, diagnose
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     ArchiveError,
@@ -14,8 +31,52 @@ from ._errors import (
 )
 from ._spec import KServeSettings, ModelSpec, Resources, ServerSettings, ServingSettings, load_spec
 
+# Heavier parts (kserve, boto3, kubernetes, httpx) load on first use, so `import toolkit` stays quick.
+_LAZY = {
+    "init": "._init",
+    "build": "._build",
+    "build_many": "._build",
+    "inspect": "._inspect",
+    "check": "._check",
+    "serve": "._serve",
+    "stage": "._stage",
+    "render": "._render",
+    "deploy": "._deploy",
+    "status": "._deploy",
+    "delete": "._deploy",
+    "Client": "._client",
+    "AsyncClient": "._client",
+}
+
+if TYPE_CHECKING:
+    from ._build import build, build_many
+    from ._check import check
+    from ._client import AsyncClient, Client
+    from ._deploy import delete, deploy, status
+    from ._init import init
+    from ._inspect import inspect
+    from ._render import render
+    from ._serve import serve
+    from ._stage import stage
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
     "ArchiveError",
+    "AsyncClient",
+    "Client",
     "DeployError",
     "KServeSettings",
     "LayoutError",
@@ -30,5 +91,16 @@ __all__ = [
     "StagingError",
     "TemplateError",
     "ToolkitError",
+    "build",
+    "build_many",
+    "check",
+    "delete",
+    "deploy",
+    "init",
+    "inspect",
     "load_spec",
+    "render",
+    "serve",
+    "stage",
+    "status",
 ]
