@@ -122,10 +122,10 @@ def read_layout(path: str | Path) -> Layout:
     config = root / CONFIG_RELPATH
     if not config.is_file():
         hint = "build one with `mar-build build SPEC -o DIR`"
-        if (root / "config.properties").is_file():
-            hint = "config.properties must be inside a config/ folder: move it to config/config.properties"
-        elif root.name in ("config", MODEL_STORE):
+        if root.name in ("config", MODEL_STORE) and (root.parent / CONFIG_RELPATH).is_file():
             hint = f"point at the layout folder itself ({root.parent}), not at its {root.name}/ folder"
+        elif (root / "config.properties").is_file():
+            hint = "config.properties must be inside a config/ folder: move it to config/config.properties"
         raise LayoutError(f"{config} does not exist: {root} is not a layout", path=root, hint=hint)
     text = config.read_text(encoding="utf-8", errors="replace")
     props = parse_properties(text)
