@@ -8,6 +8,7 @@ EXPECTED = {
     "KServeSettings", "ModelSpec", "Resources", "ServerSettings", "ServingSettings",
     "load_spec", "init", "build", "build_many", "inspect", "check",
     "serve", "stage", "render", "deploy", "status", "delete", "Client", "AsyncClient",
+    "Manifests", "S3Credentials", "PvcRequest",
 }
 
 

@@ -41,6 +41,9 @@ _LAZY = {
     "serve": "._serve",
     "stage": "._stage",
     "render": "._render",
+    "Manifests": "._render",
+    "S3Credentials": "._render",
+    "PvcRequest": "._render",
     "deploy": "._deploy",
     "status": "._deploy",
     "delete": "._deploy",
@@ -55,7 +58,7 @@ if TYPE_CHECKING:
     from ._deploy import delete, deploy, status
     from ._init import init
     from ._inspect import inspect
-    from ._render import render
+    from ._render import Manifests, PvcRequest, S3Credentials, render
     from ._serve import serve
     from ._stage import stage
 
@@ -80,10 +83,13 @@ __all__ = [
     "DeployError",
     "KServeSettings",
     "LayoutError",
+    "Manifests",
     "ModelSpec",
     "PredictError",
+    "PvcRequest",
     "RenderError",
     "Resources",
+    "S3Credentials",
     "ServeError",
     "ServerSettings",
     "ServingSettings",

@@ -15,6 +15,8 @@ import concurrent.futures
 import json
 import logging
 import os
+import ssl
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from importlib import metadata
@@ -37,7 +39,7 @@ from ._client_core import (
     encode_json,
     plan_chunks,
 )
-from ._client_flow import Flow, T, run_async, run_sync
+from ._client_flow import Flow, RequestBuilder, T, run_async, run_sync
 from ._client_isvc import resolve_inference_service
 from ._errors import PredictError
 
@@ -95,9 +97,12 @@ def _json_type(value: Any) -> str:
 class _Base:
     """What both clients share: arguments, the Session, the chunking plan."""
 
+    _session: Session
+
     def __init__(
         self,
         base_url: str | httpx.URL,
+        build: RequestBuilder,
         *,
         host: str | None,
         token: str | None,
@@ -121,15 +126,13 @@ class _Base:
         self.base_url = check_base_url(base_url)
         self.max_batch = max_batch
         self.concurrency = concurrency
-        self._session_args = dict(
-            host=host, token=token, cookie=cookie, cookie_name=cookie_name,
+        # The session checks the remaining arguments before any connection pool exists.
+        self._session = build_session(
+            build, self.base_url, host=host, token=token, cookie=cookie, cookie_name=cookie_name,
             cookies=dict(cookies) if cookies else None, username=username, password=password,
             dex_connector=dex_connector, timeout=timeout, retries=retries,
             retry_non_idempotent=retry_non_idempotent, backoff=backoff,
         )
-
-    def _make_session(self, build: Any) -> Session:
-        return build_session(build, self.base_url, **self._session_args)  # type: ignore[arg-type]
 
     @property
     def host(self) -> str | None:
@@ -144,14 +147,17 @@ class _Base:
     def retries(self) -> int:
         return self._session.retries
 
-    _session: Session
-
     def _plan(self, instances: Sequence[Any]) -> list[Chunk]:
         return plan_chunks(encode_instances(instances), self.max_batch)
 
     def __repr__(self) -> str:  # never the token or cookies
         host = f", host={self.host!r}" if self.host else ""
         return f"{type(self).__name__}({str(self.base_url)!r}{host})"
+
+
+def _limits(concurrency: int) -> httpx.Limits:
+    # Enough pooled connections for the chunks in flight, so concurrency is not capped by the pool.
+    return httpx.Limits(max_connections=max(concurrency, 10), max_keepalive_connections=max(concurrency, 10))
 
 
 def _infer_content(body: Mapping[str, Any]) -> bytes:
@@ -163,6 +169,8 @@ def _infer_content(body: Mapping[str, Any]) -> bytes:
 
 class Client(_Base):
     """A blocking KServe v1 client (see the module docstring). Use as a context manager, or call close()."""
+
+    _http: httpx.Client
 
     def __init__(
         self,
@@ -183,7 +191,7 @@ class Client(_Base):
         concurrency: int = 4,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
-        verify: Any = True,
+        verify: ssl.SSLContext | str | bool = True,
         backoff: float = 0.5,
     ) -> None:
         """Connect to the KServe v1 server at ``base_url`` (its root; the ingress gateway with ``host=``).
@@ -195,17 +203,16 @@ class Client(_Base):
         into chunks sent ``concurrency`` at a time. Raises PredictError for an invalid argument.
         """
         super().__init__(
-            base_url, host=host, token=token, cookie=cookie, cookie_name=cookie_name, cookies=cookies,
+            base_url, lambda method, url, **kw: self._http.build_request(method, url, **kw),
+            host=host, token=token, cookie=cookie, cookie_name=cookie_name, cookies=cookies,
             username=username, password=password, dex_connector=dex_connector, timeout=timeout, retries=retries,
             retry_non_idempotent=retry_non_idempotent, max_batch=max_batch, concurrency=concurrency, backoff=backoff,
         )
         self._http = httpx.Client(
             base_url=self.base_url, headers={"User-Agent": _user_agent(), **(headers or {})},
             timeout=httpx.Timeout(timeout), transport=transport, verify=verify, follow_redirects=False,
-            cookies=cookie_jar_that_keeps_nothing(),
-            limits=httpx.Limits(max_connections=max(concurrency, 10), max_keepalive_connections=max(concurrency, 10)),
+            cookies=cookie_jar_that_keeps_nothing(), limits=_limits(concurrency),
         )
-        self._session = self._make_session(self._http.build_request)
 
     @classmethod
     def for_inference_service(
@@ -295,19 +302,29 @@ class Client(_Base):
         if len(chunks) == 1:
             return self._run(self._session.results(model, chunks[0], verb))
         workers = min(self.concurrency, len(chunks))
+        failed = threading.Event()
+
+        def run(chunk: Chunk) -> list[Any] | None:
+            if failed.is_set():  # an earlier chunk failed: the call has failed, send nothing more
+                return None
+            try:
+                return self._run(self._session.results(model, chunk, verb))
+            except BaseException:
+                failed.set()
+                raise
+
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="mar-build-predict") as pool:
-            futures = [pool.submit(self._run, self._session.results(model, chunk, verb)) for chunk in chunks]
-            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
-            for future in futures:
-                future.cancel()  # the chunks not started yet: the call has failed (or all are done)
-        # Leaving the pool waited for the running chunks: every future is now done or cancelled.
-        errors = [None if f.cancelled() else f.exception() for f in futures]
-        results = [None if f.cancelled() or f.exception() else f.result() for f in futures]
+            futures = [pool.submit(run, chunk) for chunk in chunks]
+        # Leaving the pool waited for every chunk: each future is done.
+        errors = [f.exception() for f in futures]
+        results = [None if e else f.result() for f, e in zip(futures, errors, strict=True)]
         return _assemble(chunks, errors, results)
 
 
 class AsyncClient(_Base):
     """The async twin of Client (asyncio or trio): the same constructor and methods, awaited."""
+
+    _http: httpx.AsyncClient
 
     def __init__(
         self,
@@ -328,22 +345,21 @@ class AsyncClient(_Base):
         concurrency: int = 4,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        verify: Any = True,
+        verify: ssl.SSLContext | str | bool = True,
         backoff: float = 0.5,
     ) -> None:
         """See Client.__init__."""
         super().__init__(
-            base_url, host=host, token=token, cookie=cookie, cookie_name=cookie_name, cookies=cookies,
+            base_url, lambda method, url, **kw: self._http.build_request(method, url, **kw),
+            host=host, token=token, cookie=cookie, cookie_name=cookie_name, cookies=cookies,
             username=username, password=password, dex_connector=dex_connector, timeout=timeout, retries=retries,
             retry_non_idempotent=retry_non_idempotent, max_batch=max_batch, concurrency=concurrency, backoff=backoff,
         )
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers={"User-Agent": _user_agent(), **(headers or {})},
             timeout=httpx.Timeout(timeout), transport=transport, verify=verify, follow_redirects=False,
-            cookies=cookie_jar_that_keeps_nothing(),
-            limits=httpx.Limits(max_connections=max(concurrency, 10), max_keepalive_connections=max(concurrency, 10)),
+            cookies=cookie_jar_that_keeps_nothing(), limits=_limits(concurrency),
         )
-        self._session = self._make_session(self._http.build_request)
 
     @classmethod
     def for_inference_service(
@@ -425,6 +441,8 @@ class AsyncClient(_Base):
 
             async def one(chunk: Chunk) -> None:
                 async with limiter:
+                    if group.cancel_scope.cancel_called:  # an earlier chunk failed: send nothing more
+                        return
                     try:
                         results[chunk.index] = await self._run(self._session.results(model, chunk, verb))
                     except PredictError as exc:

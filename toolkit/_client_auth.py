@@ -29,7 +29,7 @@ SESSION_COOKIES = (AUTHSERVICE_COOKIE, OAUTH2_PROXY_COOKIE)
 # A login is a handful of hops (gateway -> /dex/auth -> connector -> login form -> approval -> callback);
 # more than this is a redirect loop.
 _MAX_LOGIN_STEPS = 20
-_COOKIE_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+COOKIE_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 TOKEN_HINT = (
     "give a service-account token (token=, --token or MAR_BUILD_TOKEN): kubectl create token SA -n NAMESPACE "
@@ -74,7 +74,7 @@ def parse_cookie(text: str, cookie_name: str = AUTHSERVICE_COOKIE) -> dict[str, 
         name, sep, value = part.strip().partition("=")
         if not part.strip():
             continue
-        if not sep or not _COOKIE_NAME_RE.match(name.strip()):
+        if not sep or not COOKIE_NAME_RE.match(name.strip()):
             raise PredictError(
                 f"cookie part {part.strip()[:40]!r} is not name=value",
                 hint=f'give "NAME=VALUE; NAME2=VALUE2", or the value alone for the cookie {cookie_name}',
@@ -176,18 +176,21 @@ def dex_login(
                 raise _login_error("a redirect without a Location header", response)
             url, method, data, redirected = response.url.join(location), "GET", None, True
             continue
-        if response.status_code in (401, 403) and not redirected and not tried_oauth2_start:
-            # oauth2-proxy (Kubeflow >= 1.9) can answer 401/403 instead of redirecting: start its flow explicitly.
-            url, method, data = url.copy_with(path="/oauth2/start", query=b"rd=/"), "GET", None
-            tried_oauth2_start = True
-            continue
+        if not redirected:
+            if tried_oauth2_start:
+                raise _login_error("the gateway refused the call and /oauth2/start did not lead to a login", response)
+            if response.status_code in (401, 403):
+                # oauth2-proxy (Kubeflow >= 1.9) may answer 401/403 instead of redirecting: start its flow.
+                url, method, data = url.copy_with(path="/oauth2/start", query=b"rd=/"), "GET", None
+                tried_oauth2_start = True
+                continue
+            # oidc-authservice and oauth2-proxy redirect every request without a session: this endpoint has none.
+            log.info("dex login: %s answered %s without a redirect: no login needed", _safe(url), response.status_code)
+            return {}
         if response.status_code == 401 and posted:
             raise _bad_credentials(credentials, response)
         if response.status_code != 200:
             raise _login_error(f"{method} answered {response.status_code}", response)
-        if not redirected:
-            log.info("dex login: %s answered without a redirect: the endpoint needs no login", _safe(url))
-            return {}
         forms = _forms(response)
         login_form = next((f for f in forms if f.has_password), None)
         if login_form is not None:

@@ -26,6 +26,7 @@ import httpx
 
 from ._client_auth import (
     AUTHSERVICE_COOKIE,
+    COOKIE_NAME_RE,
     LOGIN_HINT,
     TOKEN_HINT,
     Credentials,
@@ -228,14 +229,15 @@ class Session:
         assert self._credentials is not None
         start = self.base_url.copy_with(path="/", query=None, fragment=None)
         session = yield from dex_login(self._build, start, self._credentials, self._cookie_name)
-        self._cookies.update(session)
+        # A new dict, swapped in whole: other threads may be building requests from the old one.
+        self._cookies = {**self._cookies, **session}
         self._logged_in = True
 
     # -- sending with retries -----------------------------------------------------------------------------------
 
     def backoff_delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: half fixed, half random, so concurrent callers spread out."""
-        delay = min(BACKOFF_CAP, self.backoff * 2**attempt)
+        delay = min(BACKOFF_CAP, self.backoff * 2.0**attempt)
         return delay / 2 + self._random.uniform(0, delay / 2)
 
     def send(
@@ -507,6 +509,8 @@ def build_session(
         raise PredictError(f"retries must be an integer >= 0, not {retries!r}")
     if not isinstance(backoff, (int, float)) or backoff < 0:
         raise PredictError(f"backoff must be a number of seconds >= 0, not {backoff!r}")
+    if not isinstance(cookie_name, str) or not COOKIE_NAME_RE.match(cookie_name):
+        raise PredictError(f"cookie_name must be a cookie name such as {AUTHSERVICE_COOKIE}, not {cookie_name!r}")
     if (username is None) != (password is None):
         raise PredictError("username and password go together: give both for a Dex login")
     given = [name for name, value in (("token", token), ("cookie", cookie), ("username/password", username))

@@ -64,7 +64,8 @@ def run_sync(flow: Flow[T], send: Callable[[httpx.Request], httpx.Response]) -> 
             else:
                 step = flow.send(response)
     except StopIteration as stop:
-        return stop.value
+        value: T = stop.value
+        return value
     finally:
         flow.close()
 
@@ -85,6 +86,7 @@ async def run_async(flow: Flow[T], send: Callable[[httpx.Request], Awaitable[htt
             else:
                 step = flow.send(response)
     except StopIteration as stop:
-        return stop.value
+        value: T = stop.value
+        return value
     finally:
         flow.close()

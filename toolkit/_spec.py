@@ -40,6 +40,9 @@ DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 MIB = 1024 * 1024
 
+# KServe's deploymentMode annotation values (Knative and Standard are the newer names of the first two).
+DEPLOYMENT_MODES = ("Serverless", "RawDeployment", "Knative", "Standard")
+
 
 @dataclass(frozen=True)
 class ServingSettings:
@@ -94,7 +97,7 @@ class KServeSettings:
     scale_target: int | None = None
     scale_metric: str | None = None
     service_account: str | None = None
-    deployment_mode: str | None = None  # Serverless | RawDeployment
+    deployment_mode: str | None = None  # one of DEPLOYMENT_MODES
     timeout: int | None = None  # seconds, predictor component timeout
     canary_traffic_percent: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -240,18 +243,26 @@ def _check_section(value: Any, key: str, path: Path | None) -> None:
     if isinstance(value, KServeSettings):
         if value.protocol not in ("v1", "v2"):
             raise SpecError(f"protocol must be v1 or v2, got {value.protocol!r}", path=path, key=f"{key}.protocol")
-        if value.deployment_mode not in (None, "Serverless", "RawDeployment", "ModelMesh"):
+        if value.deployment_mode is not None and value.deployment_mode not in DEPLOYMENT_MODES:
             raise SpecError(
-                f"deployment_mode must be Serverless or RawDeployment, got {value.deployment_mode!r}",
+                f"deployment_mode must be one of {', '.join(DEPLOYMENT_MODES)}, got {value.deployment_mode!r}",
                 path=path, key=f"{key}.deployment_mode",
+                hint="Serverless (Knative) is KServe's default; RawDeployment runs a plain Deployment",
             )
         if value.name is not None:
             check_isvc_name(value.name, path=path, key=f"{key}.name")
 
 
+def parse_kserve_settings(raw: Mapping[str, Any], *, source: Path | None = None) -> KServeSettings:
+    """Check a ``kserve:`` mapping (from mar.yaml or an archive's mar_build.json) as mar.yaml is checked."""
+    settings = _section(KServeSettings, dict(raw), "kserve", source)
+    assert isinstance(settings, KServeSettings)
+    return settings
+
+
 def check_model_name(name: str, *, path: Path | None = None, key: str = "name") -> str:
     """Raise SpecError unless ``name`` is a valid TorchServe model name (the URL name)."""
-    if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
+    if not isinstance(name, str) or not MODEL_NAME_RE.fullmatch(name):
         raise SpecError(
             f"{name!r} is not a valid model name: TorchServe accepts letters, digits, '_', '-' and '.', "
             "starting with a letter or digit",
@@ -276,7 +287,7 @@ def suggest_isvc_name(name: str) -> str:
 
 def check_isvc_name(name: str, *, path: Path | None = None, key: str = "kserve.name") -> str:
     """Raise SpecError unless ``name`` is a DNS-1035 label of at most 63 characters."""
-    if not isinstance(name, str) or len(name) > 63 or not DNS1035_RE.match(name):
+    if not isinstance(name, str) or len(name) > 63 or not DNS1035_RE.fullmatch(name):
         raise SpecError(
             f"{name!r} is not a valid InferenceService name: it must be a DNS-1035 label (lowercase letters, "
             "digits and '-', starting with a letter, ending with a letter or digit, at most 63 characters)",
@@ -381,7 +392,7 @@ def _requirements(value: Any, base: Path, source: Path | None) -> list[str]:
 def _validate(spec: ModelSpec) -> None:
     source = spec.source
     check_model_name(spec.name, path=source)
-    if not VERSION_RE.match(spec.version):
+    if not VERSION_RE.fullmatch(spec.version):
         raise SpecError(
             f"{spec.version!r} is not a valid version (letters, digits, '.', '_', '-')", path=source, key="version"
         )

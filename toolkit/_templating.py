@@ -27,9 +27,10 @@ def to_yaml_scalar(value: Any) -> str:
 
 def _escape_yaml_unsafe(ch: str) -> str:
     code = ord(ch)
-    printable = code in (0x09, 0x0A, 0x0D) or 0x20 <= code <= 0x7E or code == 0x85
+    printable = code in (0x09, 0x0A, 0x0D) or 0x20 <= code <= 0x7E
     printable = printable or 0xA0 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF
-    if printable and code not in (0xFEFF,):
+    # NEL, LS and PS are line breaks to YAML 1.1: raw inside a quoted scalar they fold (and eat nearby spaces).
+    if printable and code not in (0xFEFF, 0x2028, 0x2029):
         return ch
     return f"\\u{code:04x}" if code <= 0xFFFF else json.dumps(ch)[1:-1]
 

@@ -25,11 +25,12 @@ _WIDTH = 100  # characters of one prediction shown in the pretty output
 @click.option("--cookie-name", default=AUTHSERVICE_COOKIE, show_default=True,
               help="Cookie a bare --cookie value goes into (oauth2_proxy_kubeflow on Kubeflow >= 1.9).")
 @click.option("--username", help="Dex user for a login (Kubeflow's default: user@example.com).")
-@click.option("--password", envvar="MAR_BUILD_PASSWORD", help="Dex password (or env MAR_BUILD_PASSWORD; asked if absent).")
+@click.option("--password", envvar="MAR_BUILD_PASSWORD",
+              help="Dex password (or env MAR_BUILD_PASSWORD; asked for when absent).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="Seconds per request.")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Retries on connection errors and 503 (and 502/504 for reads).")
+              help="Retries on connection errors and 503 (model loading or busy).")
 @click.option("--max-batch", type=click.IntRange(min=1), help="Send at most N instances per request.")
 @click.option("--json", "as_json", is_flag=True, help='Print the {"predictions": [...]} JSON.')
 @click.option("--explain", is_flag=True, help="Call :explain instead of :predict.")
@@ -66,9 +67,12 @@ def predict_command(
         instances = instances_from_json(data.read(), source=source)
     else:
         instances = instances_from_json(instances_json or "", source="--instances")
+    token = token or None  # an empty MAR_BUILD_TOKEN is no token
     if (cookie or username) and ctx.get_parameter_source("token") == click.core.ParameterSource.ENVIRONMENT:
         token = None  # an explicit --cookie/--username wins over a token left in the environment
     if username and not password:
+        if data is not None and source == "<stdin>":
+            raise click.UsageError("stdin holds the instances: give the password with --password or MAR_BUILD_PASSWORD")
         password = click.prompt(f"Dex password for {username}", hide_input=True, err=True)
     with Client(url, host=host, token=token, cookie=cookie, cookie_name=cookie_name, username=username,
                 password=password, timeout=timeout, retries=retries, max_batch=max_batch) as client:

@@ -1,3 +1,99 @@
-"""CLI commands: serve (registered on the group in __init__)."""
+"""CLI command: serve (registered on the group in __init__)."""
 
 from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from .._serve import LocalPredictor, ServeEvent, serve
+from . import cli
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (kill, a container stop) takes the same clean path as Ctrl-C.
+    raise KeyboardInterrupt
+
+
+def _show_event(event: ServeEvent) -> None:
+    click.echo(f"  {event}", err=True)
+
+
+def _show_endpoints(predictor: LocalPredictor, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({
+            "url": predictor.url,
+            "models": predictor.models,
+            "predict": {m: predictor.predict_url(m) for m in predictor.models},
+            "torchserve_url": predictor.torchserve_url,
+            "metrics_url": predictor.metrics_url,
+            "log_path": str(predictor.log_path),
+            "layout": str(predictor.layout),
+        }))
+        return
+    click.echo(f"Serving {len(predictor.models)} model(s) like the predictor pod, ready: {', '.join(predictor.models)}")
+    for model in predictor.models:
+        click.echo(f"  predict  POST {predictor.predict_url(model)}")
+        click.echo(f"  ready    GET  {predictor.url}/v1/models/{model}")
+    click.echo(f"  metrics  GET  {predictor.metrics_url}   (TorchServe's Prometheus metrics)")
+    click.echo(f"  log      {predictor.log_path}")
+    click.echo(f"Try: mar-build predict {predictor.url} -m {predictor.models[0]} --data request.json")
+    click.echo("Press Ctrl-C to stop.")
+
+
+@cli.command("serve")
+@click.argument("source")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="HTTP port of the kserve wrapper (the pod's 8080).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the wrapper binds (0.0.0.0: all).")
+@click.option("--grpc-port", type=click.IntRange(1, 65535), help="Also start kserve's gRPC server on this port.")
+@click.option("--ts-ports", type=click.Choice(["free", "config"]), default="free", show_default=True,
+              help="TorchServe's ports: free loopback ports, or exactly those in config.properties.")
+@click.option("--mount", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="For pvc://CLAIM/PATH: the folder where the claim is mounted.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the run folder (config copy, TorchServe's logs) here instead of a temporary one.")
+@click.option("--timeout", "startup_timeout", type=click.FloatRange(1), default=300.0, show_default=True,
+              help="Seconds for TorchServe to start and every model to become ready.")
+@click.option("--json", "as_json", is_flag=True, help="Print the endpoints as one JSON line.")
+def serve_command(
+    source: str, port: int, host: str, grpc_port: int | None, ts_ports: str, mount: Path | None,
+    workdir: Path | None, startup_timeout: float, as_json: bool,
+) -> None:
+    """Serve a layout locally exactly like KServe's predictor pod, until Ctrl-C.
+
+    SOURCE is a layout folder, an s3://BUCKET/PREFIX (downloaded as the storage-initializer would; set
+    AWS_ENDPOINT_URL for a non-AWS endpoint) or pvc://CLAIM/PATH with --mount. TorchServe starts with the runtime's
+    arguments and the kserve wrapper answers /v1/models/NAME:predict on --port.
+
+    \b
+    Example:
+      mar-build serve build/bert
+      mar-build predict http://localhost:8080 -m bert --data request.json
+    """
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        predictor = serve(
+            source, port=port, host=host, grpc_port=grpc_port, ts_ports="config" if ts_ports == "config" else "free",
+            mount=mount, workdir=workdir, startup_timeout=startup_timeout, on_event=_show_event,
+        )
+    except KeyboardInterrupt:
+        click.echo("interrupted: stopped", err=True)
+        sys.exit(130)
+    try:
+        _show_endpoints(predictor, as_json)
+        predictor.wait()
+    except KeyboardInterrupt:
+        click.echo("stopping ...", err=True)
+    finally:
+        # A second Ctrl-C must not cut the shutdown short and leave TorchServe behind; stop() is bounded.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        predictor.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, previous)
+    click.echo("stopped", err=True)

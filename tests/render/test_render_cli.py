@@ -1,0 +1,149 @@
+"""`mar-build render` through click's CliRunner: output, files, the model URLs, and errors as messages."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from toolkit._cli import cli
+from toolkit._render import render
+
+HAND = [
+    "--name", "torchserve", "-n", "kubeflow-user-example-com", "--storage-uri", "pvc://leeway",
+    "--cpu-limit", "2", "--memory-limit", "2Gi", "--cpu-request", "0.5", "--memory-request", "0.5Gi",
+]
+KEY_ID = "AKIAFAKEFAKEFAKE0002"
+SECRET = "fake-secret-NOT-REAL-abcdefghijklmnop"
+
+
+@pytest.fixture
+def run():
+    def invoke(*args: str, env: dict[str, str] | None = None):
+        return CliRunner().invoke(cli, ["render", *args], env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def test_hand_workflow_to_stdout_with_the_url_to_call(run, hand_layout):
+    result = run(str(hand_layout), *HAND)
+    assert result.exit_code == 0, result.output
+    expected = render(
+        hand_layout, name="torchserve", namespace="kubeflow-user-example-com", storage_uri="pvc://leeway",
+        limits={"cpu": "2", "memory": "2Gi"}, requests={"cpu": "0.5", "memory": "0.5Gi"},
+    )
+    assert result.stdout == expected.text
+    assert "/v1/models/bert:predict" in result.stderr
+    assert "Host: torchserve.kubeflow-user-example-com.example.com" in result.stderr
+    assert "model_snapshot key, not the InferenceService name 'torchserve'" in result.stderr
+    assert "http://torchserve-predictor.kubeflow-user-example-com.svc.cluster.local" in result.stderr
+
+
+def test_output_file(run, hand_layout, tmp_path):
+    out = tmp_path / "isvc.yaml"
+    result = run(str(hand_layout), *HAND, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    [isvc] = yaml.safe_load_all(out.read_text())
+    assert isvc["spec"]["predictor"]["model"]["resources"] == {
+        "limits": {"cpu": "2", "memory": "2Gi"}, "requests": {"cpu": "0.5", "memory": "0.5Gi"},
+    }
+    assert f"wrote InferenceService torchserve to {out}" in result.stderr
+
+
+def test_cpu_and_memory_set_both_and_specific_flags_win(run, hand_layout):
+    result = run(str(hand_layout), "--name", "m", "--storage-uri", "pvc://x", "--cpu", "2", "--memory", "4Gi",
+                 "--cpu-request", "1")
+    assert result.exit_code == 0, result.output
+    resources = list(yaml.safe_load_all(result.stdout))[-1]["spec"]["predictor"]["model"]["resources"]
+    assert resources == {"limits": {"cpu": "2", "memory": "4Gi"}, "requests": {"cpu": "1", "memory": "4Gi"}}
+
+
+def test_s3_secret_goes_to_its_own_private_file(run, hand_layout, tmp_path):
+    out, secret_file = tmp_path / "isvc.yaml", tmp_path / "s3-secret.yaml"
+    result = run(
+        str(hand_layout), "--name", "bert", "--storage-uri", "s3://models/bert", "--gpu", "1",
+        "--s3-endpoint", "http://minio-service.kubeflow:9000", "--s3-region", "us-east-1",
+        "--s3-secret-file", str(secret_file), "-o", str(out), "--label", "team=nlp", "--annotation", "note=a=b",
+        "--canary-traffic-percent", "10", "--deployment-mode", "RawDeployment", "--prometheus",
+        env={"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET},
+    )
+    assert result.exit_code == 0, result.output
+    for text in (out.read_text(), result.stdout, result.stderr):
+        assert KEY_ID not in text and SECRET not in text
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    [secret] = yaml.safe_load_all(secret_file.read_text())
+    assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
+    sa, isvc = yaml.safe_load_all(out.read_text())
+    assert sa["secrets"] == [{"name": secret["metadata"]["name"]}]
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == sa["metadata"]["name"]
+    assert isvc["metadata"]["labels"] == {"team": "nlp"}
+    assert isvc["metadata"]["annotations"]["note"] == "a=b"
+    assert isvc["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_s3_anonymous_needs_no_secret_file(run, hand_layout):
+    result = run(str(hand_layout), "--name", "m", "--storage-uri", "s3://public/bert", "--s3-anonymous")
+    assert result.exit_code == 0, result.output
+    kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout)]
+    assert kinds == ["Secret", "ServiceAccount", "InferenceService"]
+
+
+def test_pvc_flags(run, hand_layout):
+    result = run(str(hand_layout), "--name", "m", "--storage-uri", "pvc://leeway/bert", "--pvc-size", "10Gi",
+                 "--pvc-storage-class", "standard", "--pvc-access-mode", "ReadWriteMany")
+    assert result.exit_code == 0, result.output
+    pvc, _ = yaml.safe_load_all(result.stdout)
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["spec"]["storageClassName"] == "standard"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--name", "Bad_Name", "--storage-uri", "pvc://x"], None, "DNS-1035"),
+        (["--name", "m", "--storage-uri", "pvc://leeway/bert/model-store"], None, "pvc://leeway/bert"),
+        (["--name", "m", "--storage-uri", "s3://b/p", "--s3-endpoint", "http://minio:9000"], None,
+         "--s3-secret-file"),
+        (["--name", "m", "--storage-uri", "s3://b/p", "--s3-secret-file", "s.yaml"], {"AWS_ACCESS_KEY_ID": "x"},
+         "AWS_SECRET_ACCESS_KEY is not set"),
+        (["--name", "m", "--storage-uri", "pvc://x", "--gpu", "1", "--runtime-version", "0.12.0"], None,
+         "0.12.0-gpu"),
+        (["--name", "m", "--storage-uri", "pvc://x", "--memory", "2GB"], None, "quantity"),
+        (["--name", "m", "--storage-uri", "pvc://x", "--label", "bad key=v"], None, "label key"),
+    ],
+)
+def test_errors_are_messages_with_hints(run, hand_layout, monkeypatch, tmp_path, args, env, message):
+    monkeypatch.chdir(tmp_path)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    result = run(str(hand_layout), *args, env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "s.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--label", "novalue"], "is not KEY=VALUE"),
+        (["--s3-anonymous", "--s3-secret-file", "s.yaml"], "needs no keys"),
+        (["--s3-secret-file", "same.yaml", "-o", "same.yaml"], "another file than -o"),
+        (["--pvc-storage-class", "standard"], "needs --pvc-size"),
+        (["--canary-traffic-percent", "101"], "101"),
+    ],
+)
+def test_usage_errors(run, hand_layout, monkeypatch, tmp_path, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = run(str(hand_layout), "--name", "m", "--storage-uri", "s3://b/p", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_missing_layout_is_a_clear_error(run, tmp_path):
+    result = run(str(tmp_path / "nope"), "--name", "m", "--storage-uri", "pvc://x")
+    assert result.exit_code == 1
+    assert "is not a folder" in result.stderr and "hint:" in result.stderr

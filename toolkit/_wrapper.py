@@ -1,0 +1,304 @@
+"""The predictor pod's wrapper, run locally: kserve's ModelServer in front of TorchServe.
+
+Started by ``toolkit._serve`` in its own process::
+
+    python -m toolkit._wrapper --config RUN/config.properties --http-port 8080 [--host 127.0.0.1] [--grpc-port N]
+
+It does what the wrapper in the ``pytorch/torchserve-kfs`` image does (pytorch/serve
+kubernetes/kserve/kserve_wrapper/__main__.py and TorchserveModel.py), with the kserve package installed here:
+read config.properties itself, make one kserve Model per ``model_snapshot`` key whose predictor is TorchServe's
+inference address (protocol v1), decide readiness by polling ``GET {management_address}/models/NAME`` until a
+worker is READY, and serve ``/v1/models...`` on the HTTP port. Differences from the pod, each on purpose:
+
+- The pod polls before it starts listening (10 tries x 30 s) and registers only the models that became ready, so a
+  slow model is a 404 there. Here the server listens at once, every snapshot model is registered, and a model
+  answers 503 until TorchServe reports a READY worker: that is what ``GET /v1/models/M`` promises (FACTS.md).
+- A 404 for an unknown model lists the names this server has (the name is the model_snapshot key).
+- TorchServe's non-2xx answers reach the client with their status and body (see ``UpstreamError``).
+- It binds ``--host`` (default loopback), not always 0.0.0.0, and kserve's gRPC server runs only with --grpc-port.
+
+This process must not import torch: it is the HTTP front, not a model runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from ._layout import parse_properties
+
+# kserve.model_server parses sys.argv when it is imported (module-level argparse with allow_abbrev): our own
+# options, or pytest's, would be read as kserve's (``--config`` abbreviates ``--configure_logging``). Import it
+# with an empty command line; every setting we need is passed to ModelServer explicitly.
+_argv, sys.argv = sys.argv, sys.argv[:1]
+try:
+    import kserve.model_server as _model_server
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+    from kserve import Model, ModelServer
+    from kserve.errors import ModelNotFound
+    from kserve.model import append_forwardable_headers
+    from kserve.predictor_config import PredictorConfig
+    from kserve.protocol.rest.server import RESTServer
+finally:
+    sys.argv = _argv
+
+log = logging.getLogger("toolkit.wrapper")
+
+# What TorchServe answers when its defaults are in effect (ConfigManager); the pod's wrapper reads the same keys.
+DEFAULT_INFERENCE_ADDRESS = "http://127.0.0.1:8080"
+DEFAULT_MANAGEMENT_ADDRESS = "http://127.0.0.1:8081"
+UNREACHABLE_STATUS = 502
+
+
+def local_url(address: str) -> str:
+    """An address TorchServe binds (``http://0.0.0.0:8085``) as a URL a client on this machine can call."""
+    parts = urlsplit(address if "//" in address else "http://" + address)
+    host = parts.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme or "http", netloc, "", "", ""))
+
+
+def read_wrapper_config(path: Path) -> tuple[list[str], str, str]:
+    """(model names, inference URL, management URL) from config.properties, as the pod's wrapper reads them."""
+    props = parse_properties(path.read_text(encoding="utf-8"))
+    snapshot = json.loads(props.get("model_snapshot", "{}"))
+    names = list(snapshot.get("models", {})) if isinstance(snapshot, dict) else []
+    inference = local_url(props.get("inference_address", DEFAULT_INFERENCE_ADDRESS))
+    management = local_url(props.get("management_address", DEFAULT_MANAGEMENT_ADDRESS))
+    return names, inference, management
+
+
+class UpstreamError(Exception):
+    """TorchServe answered a non-2xx status: the client gets that status and body unchanged."""
+
+    def __init__(self, status: int, body: bytes, content_type: str | None) -> None:
+        super().__init__(f"TorchServe answered {status}")
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> UpstreamError:
+        body = response.content
+        content_type = response.headers.get("content-type")
+        if not body.strip():
+            # Netty's own rejections (413 too large, ...) may have no body; say what the status line said.
+            body = json.dumps({"error": response.reason_phrase or str(response.status_code)}).encode()
+            content_type = "application/json"
+        elif content_type is None:
+            # TorchServe sends a handler's answer without a content type; ours are JSON.
+            try:
+                json.loads(body)
+                content_type = "application/json"
+            except ValueError:
+                content_type = "text/plain; charset=utf-8"
+        return cls(response.status_code, body, content_type)
+
+
+class TorchServeModel(Model):
+    """One model_snapshot key: predict and explain forwarded to TorchServe's ``/v1/models/NAME:predict|:explain``.
+
+    kserve 0.21's Model turns every non-2xx answer of its predictor into an ``httpx.HTTPStatusError``, which the
+    server answers with 500 ``{"error": "HTTPStatusError : ..."}``. The wrapper in the pod's image (kserve 0.9-era
+    TorchserveModel) raised ``tornado.web.HTTPError(response.code, ...)`` instead, so a handler's 400, TorchServe's
+    413 (too large) or 503 (queue full) kept their status. We restore that: ``UpstreamError`` carries status and body.
+    """
+
+    def __init__(self, name: str, management_url: str) -> None:
+        super().__init__(name)
+        self.management_url = management_url
+
+    def load(self) -> bool:
+        # kserve calls load() on the event loop for a model that is not ready: never block there. Readiness comes
+        # from the poller thread (poll_readiness).
+        return bool(self.ready)
+
+    def start(self) -> None:
+        # BaseKServeModel.start() marks a model ready; ours is ready when TorchServe has a READY worker.
+        return None
+
+    async def predict(
+        self, payload: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
+    ) -> Any:
+        try:
+            return await super().predict(payload, headers, response_headers)
+        except httpx.HTTPStatusError as exc:
+            raise UpstreamError.from_response(exc.response) from exc
+        except httpx.TransportError as exc:
+            raise _unreachable(self.name, exc) from exc
+
+    async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        config = self.predictor_config
+        assert config is not None
+        explain_headers = append_forwardable_headers(headers, {"content-type": "application/json"})
+        try:
+            return await self._http_client.explain(
+                config.predictor_base_url, model_name=self.name, data=payload, headers=explain_headers
+            )
+        except httpx.HTTPStatusError as exc:
+            raise UpstreamError.from_response(exc.response) from exc
+        except httpx.TransportError as exc:
+            raise _unreachable(self.name, exc) from exc
+
+
+def _unreachable(name: str, exc: Exception) -> UpstreamError:
+    message = f"TorchServe did not answer for model {name}: {type(exc).__name__}: {exc}"
+    return UpstreamError(UNREACHABLE_STATUS, json.dumps({"error": message}).encode(), "application/json")
+
+
+class _RESTServer(RESTServer):
+    """kserve's REST server, bound to our host, with the two answers the pod's users need (see module docstring)."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # kserve 0.21 hard-codes host="0.0.0.0"; a local predictor listens on loopback unless asked otherwise.
+        self.config.host = _RESTServer.host
+
+    def _add_exception_handlers(self, app: FastAPI) -> None:
+        super()._add_exception_handlers(app)
+        registry = self.dataplane.model_registry
+
+        async def model_not_found(_: Request, exc: Exception) -> Response:
+            names = sorted(registry.get_models())
+            message = (
+                f"{exc} Available models: {', '.join(names) or '(none)'}. The name in the URL is the key in "
+                "config.properties' model_snapshot, not the InferenceService name."
+            )
+            return JSONResponse(status_code=404, content={"error": message})
+
+        async def upstream(_: Request, exc: Exception) -> Response:
+            assert isinstance(exc, UpstreamError)
+            return Response(content=exc.body, status_code=exc.status, media_type=exc.content_type)
+
+        app.add_exception_handler(ModelNotFound, model_not_found)
+        app.add_exception_handler(UpstreamError, upstream)
+
+
+def worker_ready(description: Any) -> bool:
+    """True when TorchServe's describe-model answer has a READY worker in its first version (as the pod reads it)."""
+    if not isinstance(description, list) or not description or not isinstance(description[0], dict):
+        return False
+    workers = description[0].get("workers") or []
+    return any(isinstance(w, dict) and w.get("status") == "READY" for w in workers)
+
+
+def poll_readiness(models: Sequence[TorchServeModel], interval: float, stop: threading.Event) -> None:
+    """Mark each model ready once TorchServe reports a READY worker for it (runs in a thread)."""
+    pending = list(models)
+    with httpx.Client(timeout=5.0) as client:
+        while pending and not stop.is_set():
+            for model in list(pending):
+                try:
+                    response = client.get(f"{model.management_url}/models/{model.name}")
+                    ready = response.status_code == 200 and worker_ready(response.json())
+                except (httpx.HTTPError, ValueError):
+                    ready = False
+                if ready:
+                    model.ready = True
+                    pending.remove(model)
+                    log.info("model %s is ready", model.name)
+            stop.wait(interval)
+
+
+def watch_parent(parent_pid: int, torchserve_pgid: int | None, grace: float) -> None:
+    """If the process that started us dies without stopping us (a killed notebook kernel), stop TorchServe and exit."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    log.warning("parent process %d is gone: stopping TorchServe and the wrapper", parent_pid)
+    if torchserve_pgid is not None:
+        _terminate_group(torchserve_pgid, grace)
+    os._exit(1)
+
+
+def _terminate_group(pgid: int, grace: float) -> None:
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m toolkit._wrapper", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, required=True, help="config.properties TorchServe runs with")
+    parser.add_argument("--http-port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--grpc-port", type=int, default=None, help="kserve's gRPC server (off when omitted)")
+    parser.add_argument("--request-timeout", type=int, default=600, help="seconds for one call to TorchServe")
+    parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between readiness polls")
+    parser.add_argument("--parent-pid", type=int, default=None)
+    parser.add_argument("--torchserve-pgid", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    names, inference_url, management_url = read_wrapper_config(args.config)
+    if not names:
+        raise SystemExit(f"{args.config}: model_snapshot lists no models")
+    log.info("wrapper: models %s, inference %s, management %s", names, inference_url, management_url)
+
+    models = [TorchServeModel(name, management_url) for name in names]
+    _RESTServer.host = args.host
+    _model_server.RESTServer = _RESTServer  # the class ModelServer.start() instantiates
+    server = ModelServer(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port or 0,
+        enable_grpc=args.grpc_port is not None,
+        workers=1,
+        enable_latency_logging=False,
+        predictor_config=PredictorConfig(
+            predictor_host=urlsplit(inference_url).netloc,
+            predictor_protocol="v1",
+            predictor_request_timeout_seconds=args.request_timeout,
+        ),
+    )
+    for model in models:
+        server.register_model(model)
+
+    stop = threading.Event()
+    threading.Thread(target=poll_readiness, args=(models, args.poll_interval, stop), daemon=True).start()
+    if args.parent_pid is not None:
+        threading.Thread(
+            target=watch_parent, args=(args.parent_pid, args.torchserve_pgid, 10.0), daemon=True
+        ).start()
+    try:
+        # Every model is already registered (ready or not); start([]) skips kserve's "at least one model is
+        # ready" rule, which would make the server wait for, or refuse, models that are still loading.
+        server.start([])
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main()
