@@ -35,7 +35,7 @@ from ._diagnose import (
     pod_summary,
 )
 from ._errors import DeployError
-from ._kube import CORE_KINDS, ISVC_API_VERSION, ApiFailure, Cluster, connect
+from ._kube import CORE_KINDS, FIELD_MANAGER, ISVC_API_VERSION, ApiFailure, Cluster, connect
 from ._spec import check_isvc_name
 
 if TYPE_CHECKING:
@@ -254,11 +254,15 @@ def _render_layout(
 
 
 # -- status helpers ------------------------------------------------------------------------------------------------
+def _observed(isvc: Mapping[str, Any], generation: int | None) -> bool:
+    """Whether the status describes ``generation`` (KServe versions that do not report it are believed)."""
+    observed = (isvc.get("status") or {}).get("observedGeneration")
+    return generation is None or observed is None or int(observed) >= generation
+
+
 def _is_ready(isvc: Mapping[str, Any], generation: int | None) -> bool:
-    status = isvc.get("status") or {}
-    observed = status.get("observedGeneration")
     # After an update the status still describes the previous generation for a moment: do not trust its Ready.
-    if generation is not None and observed is not None and int(observed) < generation:
+    if not _observed(isvc, generation):
         return False
     return any(c.type == "Ready" and c.status == "True" for c in conditions_of(isvc))
 
@@ -353,6 +357,9 @@ def deploy(
 
     # Before anything is written: a cluster without KServe would otherwise get a Secret and a PVC, then fail.
     cluster.require_kserve()
+    # What ran before this apply: when the spec changes, its pods (maybe crash-looping: the user is redeploying a
+    # fix) are on their way out and must not end the wait.
+    before = cluster.get_isvc(isvc_name, ns) if wait else None
     applied: list[str] = []
     isvc: dict[str, Any] = {}
     for doc in prepared:
@@ -364,6 +371,8 @@ def deploy(
             isvc = obj
     generation = (isvc.get("metadata") or {}).get("generation")
     generation = int(generation) if generation is not None else None
+    previous_generation = ((before or {}).get("metadata") or {}).get("generation")
+    changed = before is None or previous_generation != generation
 
     if wait:
         isvc = _wait_ready(
@@ -371,6 +380,7 @@ def deploy(
             isvc_name,
             ns,
             generation=generation,
+            since=_applied_at(isvc) if changed else None,
             timeout=timeout,
             poll_interval=poll_interval,
             clock=clock,
@@ -390,18 +400,31 @@ def deploy(
     )
 
 
+def _applied_at(isvc: Mapping[str, Any]) -> str | None:
+    """When this apply was written, in the API server's clock (managedFields), to tell new pods from old ones."""
+    for entry in (isvc.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply" and entry.get("time"):
+            return str(entry["time"])
+    return None
+
+
 def _wait_ready(
     cluster: Cluster,
     name: str,
     namespace: str,
     *,
     generation: int | None,
+    since: str | None,
     timeout: float,
     poll_interval: float,
     clock: _Clock,
     emit: Callable[..., None],
 ) -> dict[str, Any]:
-    """Poll the InferenceService until Ready; raise DeployError with a diagnosis on a blocking failure or timeout."""
+    """Poll the InferenceService until Ready; raise DeployError with a diagnosis on a blocking failure or timeout.
+
+    Only pods created at or after ``since`` (RFC 3339, the API server's clock) can end the wait early: older ones
+    belong to the spec this apply replaced. Both timestamps come from the API server, so they compare as strings.
+    """
     seen: dict[str, Condition] = {}
     last_pods = ""
     pods_readable = True
@@ -441,9 +464,11 @@ def _wait_ready(
             last_pods = summary
             emit("pods", summary)
 
-        why = blocking_failure(isvc, pods)
+        current = [p for p in pods if since is None or p.created >= since]
+        # KServe's model status speaks for the generation it observed: an old failure is not this apply's.
+        why = blocking_failure(isvc if _observed(isvc, generation) else {}, current)
         if why is None and polls % LOG_PEEK_EVERY == 0:
-            why = _fatal_log_line(cluster, namespace, pods)
+            why = _fatal_log_line(cluster, namespace, current)
         if why is not None:
             diag = diagnose(cluster, isvc, pods=pods if pods_readable else None)
             raise not_ready_error(f"InferenceService {namespace}/{name} is not ready: {why}", diag)

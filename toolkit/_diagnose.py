@@ -30,6 +30,7 @@ _SIDECARS = {"istio-proxy", "queue-proxy", "istio-init", "istio-validation", "li
 
 LOG_SCAN_LINES = 200  # read this much for the rules (the wrapper names its models early in the log) ...
 LOG_SHOW_LINES = 20  # ... and show this much
+HEALTHY_LOG_LINES = 5
 MAX_PODS = 3
 MAX_EVENTS = 10
 _MAX_LINE = 240
@@ -202,10 +203,6 @@ class Diagnosis:
         if not self.hints:
             return None
         return "\n        ".join(h.text() for h in self.hints)
-
-    @property
-    def fatal(self) -> Hint | None:
-        return next((h for h in self.hints if h.fatal), None)
 
 
 def _clip(text: str) -> str:
@@ -393,10 +390,51 @@ def _first(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     return pattern.search(text)
 
 
+# The prefixes the components put before a message: kserve_storage's "2026-01-01 00:00:00.000 PID logger LEVEL
+# [file:func():line] ", TorchServe's "2026-01-01T00:00:00,000 [INFO ] thread logger - ", Python's "INFO:root:".
+_LOG_PREFIX = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d[T ][\d:.,]+\s+)?"
+    r"(?:\d+ \S+ (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \[[^\]]*\] |\[(?:DEBUG|INFO |WARN |ERROR)\] \S+ \S+ - )?"
+    r"(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:)?"
+)
+_MESSAGE_MAX = 160
+
+
 def _line_of(match: re.Match[str], text: str) -> str:
+    """The log line that matched, without its timestamp/level prefix, clipped: evidence quoted in a hint."""
     start = text.rfind("\n", 0, match.start()) + 1
     end = text.find("\n", match.end())
-    return _clip(text[start : end if end != -1 else len(text)].strip())
+    line = text[start : end if end != -1 else len(text)].strip()
+    line = _LOG_PREFIX.sub("", line, count=1).strip() or line
+    return line if len(line) <= _MESSAGE_MAX else line[: _MESSAGE_MAX - 3] + "..."
+
+
+_FRAME = re.compile(r'^\s+File "')
+_CARETS = re.compile(r"^\s*[\^~]+\s*$")
+
+
+def condense(lines: Sequence[str]) -> list[str]:
+    """Log lines with Python traceback frames folded into one line each run: the exceptions and the messages
+    around them are what a person reads; the frames of library code push them out of a short tail."""
+    out: list[str] = []
+    frames = 0
+    in_frame = False
+    for line in lines:
+        if _FRAME.match(line):
+            frames += 1
+            in_frame = True
+            continue
+        # A frame is followed by its source line (more indented) and maybe a caret line.
+        if in_frame and (line.startswith("    ") or _CARETS.match(line)):
+            continue
+        in_frame = False
+        if frames:
+            out.append(f"  ... ({frames} traceback frame{'s' if frames != 1 else ''})")
+            frames = 0
+        out.append(line)
+    if frames:
+        out.append(f"  ... ({frames} traceback frame{'s' if frames != 1 else ''})")
+    return out
 
 
 def find_hints(
@@ -556,6 +594,7 @@ def find_hints(
                 f"a TorchServe worker died while loading the model ({_line_of(died, serve_log)})",
                 "read the MODEL_LOG lines of the kserve-container log above for the handler's error; run "
                 "mar-build serve on the same layout to reproduce it locally",
+                fatal=False,  # TorchServe restarts dead workers: one death alone does not doom the pod
             )
         )
 
@@ -591,12 +630,13 @@ def find_hints(
 
     for p in pods:
         if p.unschedulable:
-            gpu = "nvidia.com/gpu" in p.unschedulable
+            wants_gpu = "nvidia.com/gpu" in p.unschedulable
             add(
                 Hint(
                     "unschedulable",
                     f"pod {p.name} cannot be scheduled ({_clip(p.unschedulable)})",
-                    "lower resources.requests, or add nodes with room" + (" and GPUs (nvidia.com/gpu)" if gpu else ""),
+                    "lower resources.requests, or add nodes with room"
+                    + (" and GPUs (nvidia.com/gpu)" if wants_gpu else ""),
                     fatal=False,
                 )
             )
@@ -641,11 +681,12 @@ def _storage_uri(isvc: Mapping[str, Any]) -> str | None:
 
 
 def _log_plan(c: ContainerReport) -> bool | None:
-    """Which run's log to read: True = previous, False = current, None = none (the container never ran)."""
-    if c.restarts > 0 and c.state != "running":
-        return True
-    if c.state == "waiting" and c.restarts == 0:
-        return None
+    """Which run's log to read: True = previous, False = current, None = none (the container never ran).
+
+    A terminated container's current log is its last run; a waiting one (CrashLoopBackOff) has only a previous run.
+    """
+    if c.state == "waiting":
+        return True if c.restarts > 0 else None
     return False
 
 
@@ -705,11 +746,15 @@ def diagnose(
             previous = _log_plan(c)
             if previous is None:
                 continue
-            text = _read_log(cluster, namespace, c, previous, forbidden)
-            if text is None:
+            read = _read_log(cluster, namespace, c, previous, forbidden)
+            if read is None:
                 continue
-            lines = [ln for ln in text.splitlines() if ln.strip()]
-            diag.logs.append(LogTail(pod.name, c.name, previous, tuple(lines[-log_lines:])))
+            text, previous = read
+            lines = condense([ln for ln in text.splitlines() if ln.strip()])
+            # A container that did its job (a completed storage-initializer) needs only its last words.
+            healthy = (c.state == "terminated" and c.exit_code == 0) or (c.state == "running" and c.ready)
+            shown = min(log_lines, HEALTHY_LOG_LINES) if healthy else log_lines
+            diag.logs.append(LogTail(pod.name, c.name, previous, tuple(lines[-shown:])))
             # The newest pod's log speaks for the container name (the rules look at one text per container).
             full_logs.setdefault(c.name, text)
 
@@ -741,12 +786,15 @@ def diagnose(
     return diag
 
 
-def _read_log(cluster: Cluster, namespace: str, c: ContainerReport, previous: bool, forbidden: Any) -> str | None:
+def _read_log(
+    cluster: Cluster, namespace: str, c: ContainerReport, previous: bool, forbidden: Any
+) -> tuple[str, bool] | None:
+    """(log text, whether it is the previous run's), or None when there is none or it may not be read."""
     from ._kube import ApiFailure
 
     for prev in (previous, not previous):  # the other run once, when the first has no log (400/404)
         try:
-            return cluster.pod_log(namespace, c.pod, c.name, previous=prev, tail=LOG_SCAN_LINES)
+            return cluster.pod_log(namespace, c.pod, c.name, previous=prev, tail=LOG_SCAN_LINES), prev
         except ApiFailure as exc:
             if exc.status == 403:
                 forbidden(f"logs of {c.pod}/{c.name}", exc)

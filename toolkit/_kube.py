@@ -185,11 +185,18 @@ class Cluster:
                 hint="install KServe (https://kserve.github.io/website/) or switch to a cluster that has it "
                 "with --context",
             )
+        missing_ns = re.search(r'namespaces "([^"]+)" not found', message)
         return ApiFailure(
             f"{what} failed: {status} {reason}: {detail}".rstrip(": "),
             status=status,
             reason=reason,
             request=request,
+            hint=(
+                f"namespace {missing_ns.group(1)} does not exist: create it (kubectl create namespace "
+                f"{missing_ns.group(1)}) or choose another with -n"
+                if status == 404 and missing_ns
+                else None
+            ),
         )
 
     # -- KServe ---------------------------------------------------------------------------------------------------
@@ -231,8 +238,9 @@ class Cluster:
                     **common,
                 )
             except ApiFailure as exc:
-                # Applying a custom resource whose type the server does not know answers 404.
-                if exc.status == 404:
+                # Applying a custom resource whose type the server does not know answers 404 (a missing
+                # namespace does too, and says so).
+                if exc.status == 404 and exc.hint is None:
                     raise DeployError(
                         NO_KSERVE, hint="install KServe or choose another cluster with --context"
                     ) from exc

@@ -5,10 +5,10 @@ folder of one volume is), archives first, ``config/config.properties`` last. Not
 MOUNT/PREFIX/config and MOUNT/PREFIX/model-store, and no path may resolve outside the mount (symlinks included).
 
 What stage owns there is written down in ``config/.mar-build-staged.json`` (the record): each file with its
-size, mtime and SHA-256. It serves two purposes:
+size, mtime, ctime, inode and SHA-256. It serves two purposes:
 
-- skipping: a destination file whose size and mtime match the record has the recorded SHA-256, so a re-stage
-  need not read back (over NFS, often) every archive it wrote; any other file there is hashed;
+- skipping: a destination file whose size, mtime, ctime and inode match the record has the recorded SHA-256, so
+  a re-stage need not read back (over NFS, often) every archive it wrote; any other file there is hashed;
 - removing: an archive the new config no longer names is deleted only when this layout put it there, i.e. the
   previous config at the destination named it, or the record lists it. The record is written *before* the
   archives (with those this run will write), so even a run interrupted before its config still has its archives
@@ -52,72 +52,68 @@ _COPY_CHUNK = 8 * 1024 * 1024
 _OWNED_DIRS = ("config", "model-store")
 
 
-def stage_pvc(
-    target: StorageTarget,
-    files: list[LocalFile],
-    *,
-    mount: str | Path | None,
-    dry_run: bool,
-    concurrency: int,
-    progress: Progress | None,
-) -> StageResult:
-    """Plan and (unless ``dry_run``) copy ``files`` into MOUNT/PREFIX; see the module docstring for the rules."""
-    root = _mount_root(target, mount)
-    dest = _inside(root, root / target.prefix if target.prefix else root, target)
-    warnings: list[str] = []
-    if not os.path.ismount(root):
-        warnings.append(
-            f"{root} is not a mount point itself: make sure it is where PVC {target.root!r} is mounted here, or "
-            "the files land in another volume than the pod reads"
-        )
-    _check_writable(root, dest, target, dry_run)
-    for rel in (*_OWNED_DIRS, *(f.relpath for f in files), RECORD_KEY):
-        _inside(root, dest / rel, target)
-        if (dest / rel).exists() and (dest / rel).is_dir() != (rel in _OWNED_DIRS):
-            kind = "a folder" if (dest / rel).is_dir() else "a file"
-            raise StagingError(f"{dest / rel} is {kind}; stage cannot write the layout there", uri=target.uri,
-                               hint="move it away, or stage to another prefix")
+class PvcDestination:
+    """MOUNT/PREFIX, checked when constructed (mount exists, is writable, nothing resolves outside it)."""
 
-    record = _read_record(dest, warnings)
-    plan = _plan(dest, files, record, concurrency)
-    deletions = _deletions(dest, files, record, warnings)
-    result = StageResult(target.uri, str(dest), plan + deletions, dry_run=dry_run, warnings=warnings)
-    if dry_run:
-        return result
+    def __init__(self, target: StorageTarget, mount: str | Path | None, *, dry_run: bool, concurrency: int) -> None:
+        self.target = target
+        self.dry_run = dry_run
+        self.concurrency = concurrency
+        self.root = _mount_root(target, mount)
+        self.dest = _inside(self.root, self.root / target.prefix if target.prefix else self.root, target)
+        self.warnings: list[str] = []
+        if not os.path.ismount(self.root):
+            self.warnings.append(
+                f"{self.root} is not a mount point itself: make sure it is where PVC {target.root!r} is mounted "
+                "here, or the files land in another volume than the pod reads"
+            )
+        _check_writable(self.root, self.dest, target, dry_run)
 
-    uploads = {f.path for f in plan if f.action == "upload"}
-    by_rel = {f.relpath: f for f in files}
-    archives = [by_rel[p] for p in uploads if p != CONFIG_KEY]
-    new_record = dict(record)
-    # Record, before writing them, the archives this run is about to put there (mtime unknown: never trusted
-    # for skipping, but enough for a later run to know they are ours).
-    for f in archives:
-        new_record[f.relpath] = {"size": f.size, "mtime_ns": None, "sha256": f.sha256}
-    if archives:
-        _write_record(dest, new_record)
+    def stage(self, files: list[LocalFile], *, progress: Progress | None) -> StageResult:
+        """Plan and (unless a dry run) copy ``files`` into MOUNT/PREFIX; see the module docstring for the rules."""
+        target, dest, warnings = self.target, self.dest, list(self.warnings)
+        for rel in (*_OWNED_DIRS, *(f.relpath for f in files), RECORD_KEY):
+            _inside(self.root, dest / rel, target)
+            if (dest / rel).exists() and (dest / rel).is_dir() != (rel in _OWNED_DIRS):
+                kind = "a folder" if (dest / rel).is_dir() else "a file"
+                raise StagingError(f"{dest / rel} is {kind}; stage cannot write the layout there", uri=target.uri,
+                                   hint="move it away, or stage to another prefix")
 
-    meter = Meter(sum(by_rel[p].size for p in uploads), progress)
-    try:
-        _copy_all(archives, dest, meter, concurrency)
+        record = _read_record(dest, warnings)
+        plan = _plan(dest, files, record, self.concurrency)
+        deletions = _deletions(dest, files, record, warnings)
+        result = StageResult(target.uri, str(dest), plan + deletions, dry_run=self.dry_run, warnings=warnings)
+        if self.dry_run:
+            return result
+
+        uploads = {f.path for f in plan if f.action == "upload"}
+        by_rel = {f.relpath: f for f in files}
+        archives = [by_rel[p] for p in uploads if p != CONFIG_KEY]
+        new_record = dict(record)
+        # Record, before writing them, the archives this run is about to put there (mtime unknown: never trusted
+        # for skipping, but enough for a later run to know they are ours).
+        for f in archives:
+            new_record[f.relpath] = {"size": f.size, "mtime_ns": None, "sha256": f.sha256}
+        if archives:
+            _write_record(dest, new_record)
+
+        meter = Meter(sum(by_rel[p].size for p in uploads), progress)
+        _copy_all(archives, dest, meter, self.concurrency)
         if CONFIG_KEY in uploads:
             _copy_one(by_rel[CONFIG_KEY], dest / CONFIG_KEY, meter)
             meter.report()
-    except BaseException:
-        meter.stop.set()
-        raise
 
-    for gone in deletions:
-        (dest / gone.path).unlink(missing_ok=True)
-        new_record.pop(gone.path, None)
-        log.info("deleted %s (%s)", dest / gone.path, gone.reason)
-    for f in files:
-        st = (dest / f.relpath).stat()
-        new_record[f.relpath] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": f.sha256}
-    for stale in [k for k in new_record if k not in by_rel and is_archive_key(k) and not (dest / k).exists()]:
-        del new_record[stale]
-    if new_record != record:
-        _write_record(dest, new_record)
-    return result
+        for gone in deletions:
+            (dest / gone.path).unlink(missing_ok=True)
+            new_record.pop(gone.path, None)
+            log.info("deleted %s (%s)", dest / gone.path, gone.reason)
+        for f in files:
+            new_record[f.relpath] = {**_stat_key((dest / f.relpath).stat()), "sha256": f.sha256}
+        for stale in [k for k in new_record if k not in by_rel and is_archive_key(k) and not (dest / k).exists()]:
+            del new_record[stale]
+        if new_record != record:
+            _write_record(dest, new_record)
+        return result
 
 
 def _mount_root(target: StorageTarget, mount: str | Path | None) -> Path:
@@ -171,6 +167,11 @@ def _check_writable(root: Path, dest: Path, target: StorageTarget, dry_run: bool
         raise StagingError(f"{probe} is not writable: {exc.strerror or exc}", uri=target.uri, hint=hint) from exc
 
 
+def _stat_key(st: os.stat_result) -> dict[str, int]:
+    # What vouches for a file being the one stage wrote: any write moves ctime, even one that restores mtime.
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
+
+
 def _read_record(dest: Path, warnings: list[str]) -> dict[str, dict[str, Any]]:
     path = dest / RECORD_KEY
     if not path.is_file():
@@ -214,7 +215,7 @@ def _plan(dest: Path, files: list[LocalFile], record: dict[str, dict[str, Any]],
             decided[f.relpath] = ("upload", "changed")
             continue
         seen = record.get(f.relpath, {})
-        if seen.get("mtime_ns") == st.st_mtime_ns and seen.get("size") == st.st_size and seen.get("sha256"):
+        if seen.get("sha256") and all(seen.get(k) == v for k, v in _stat_key(st).items()):
             same = seen["sha256"] == f.sha256
             decided[f.relpath] = ("skip", "unchanged") if same else ("upload", "changed")
         else:

@@ -60,7 +60,7 @@ MARKER_META = "staged-by"
 MARKER = "mar-build"
 
 
-def _plan(s3: S3Target, files: list[LocalFile], listing: dict[str, int]) -> list[StagedFile]:
+def _plan(s3: S3Destination, files: list[LocalFile], listing: dict[str, int]) -> list[StagedFile]:
     same_size = [f for f in files if listing.get(f.relpath) == f.size]
     stored = dict(zip((f.relpath for f in same_size), s3.head_many([f.relpath for f in same_size]), strict=True))
     plan: list[StagedFile] = []
@@ -79,7 +79,9 @@ def _plan(s3: S3Target, files: list[LocalFile], listing: dict[str, int]) -> list
     return plan
 
 
-def _deletions(s3: S3Target, files: list[LocalFile], listing: dict[str, int], warnings: list[str]) -> list[StagedFile]:
+def _deletions(
+    s3: S3Destination, files: list[LocalFile], listing: dict[str, int], warnings: list[str]
+) -> list[StagedFile]:
     wanted = {f.relpath for f in files}
     candidates = sorted(rel for rel in listing if is_archive_key(rel) and rel not in wanted)
     if not candidates:
@@ -115,17 +117,19 @@ class _Subscriber(BaseSubscriber):
         self._meter.poke()
 
 
-class S3Target:
+class S3Destination:
     """One S3 client for one target prefix; keys are given relative to the prefix (``model-store/x.mar``).
 
     Constructing it sets up the client (no request yet); ``stage`` plans and uploads.
     """
 
     def __init__(self, target: StorageTarget, *, endpoint_url: str | None, profile: str | None,
-                 region: str | None, concurrency: int) -> None:
+                 region: str | None, dry_run: bool, concurrency: int, part_size: int) -> None:
         self.target = target
         self.bucket = target.root
+        self.dry_run = dry_run
         self.concurrency = concurrency
+        self.part_size = part_size
         # boto3 reads AWS_ENDPOINT_URL itself, but resolving it here lets errors and hints name the endpoint.
         self.endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
@@ -159,9 +163,9 @@ class S3Target:
                 hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile NAME",
             )
 
-    def stage(self, files: list[LocalFile], *, dry_run: bool, part_size: int, progress: Progress | None) -> StageResult:
-        """Plan and (unless ``dry_run``) upload ``files`` under the prefix; see the module docstring."""
-        target = self.target
+    def stage(self, files: list[LocalFile], *, progress: Progress | None) -> StageResult:
+        """Plan and (unless a dry run) upload ``files`` under the prefix; see the module docstring."""
+        target, dry_run = self.target, self.dry_run
         warnings: list[str] = []
         with self.translating("reading the bucket"):
             listing = self.list_prefix()
@@ -191,7 +195,7 @@ class S3Target:
         meter = Meter(sum(f.size for f in uploads), progress)
         with self.translating("uploading", interrupted=True):
             if archives:
-                self.upload(archives, meter, part_size)
+                self.upload(archives, meter, self.part_size)
             if CONFIG_KEY in by_rel and by_rel[CONFIG_KEY] in uploads:
                 self.put_small(by_rel[CONFIG_KEY])
                 meter.add(by_rel[CONFIG_KEY].size)
@@ -323,7 +327,7 @@ def _shared_loader() -> botocore.loaders.Loader:
 class _Translate:
     """Turns botocore errors into StagingError with the S3 error code and the fix (never the credentials)."""
 
-    def __init__(self, s3: S3Target, doing: str, interrupted: bool) -> None:
+    def __init__(self, s3: S3Destination, doing: str, interrupted: bool) -> None:
         self.s3 = s3
         self.doing = doing
         self.interrupted = interrupted

@@ -4,7 +4,8 @@ What lands there is exactly what the pod needs: ``config/config.properties`` and
 ``model_snapshot`` names, at the level the storage-initializer copies to /mnt/models (FACTS.md, "The predictor pod").
 Every destination follows the same order, so a reader never sees a config naming an archive that is not there:
 
-1. archives (new or changed ones only: a file whose SHA-256 already matches is skipped),
+1. archives (new or changed ones only: a file whose SHA-256 already matches is skipped; local SHA-256s are
+   remembered between runs, see _hashcache.py),
 2. ``config/config.properties`` last,
 3. then archives the new config no longer names, if this layout put them there before (see _pvc.py, _s3.py).
 
@@ -26,6 +27,7 @@ from typing import Any, Literal, Protocol
 
 from ._check import check
 from ._errors import StagingError
+from ._hashcache import HashCache
 from ._layout import CONFIG_RELPATH, MODEL_STORE, parse_properties, read_layout
 
 log = logging.getLogger("toolkit.stage")
@@ -191,27 +193,18 @@ def stage(
         raise StagingError(f"part size {part_size} is below S3's minimum of {MIN_PART_SIZE} bytes (5 MiB)", uri=uri)
 
     paths, warnings = layout_paths(layout)
-    # Hash in threads (hashlib and file reads drop the GIL) while this thread sets up the S3 client: on a
-    # re-stage of a large layout these two are most of the time.
+    # Hash in threads (hashlib and file reads drop the GIL) while this thread checks the destination and sets
+    # up the S3 client: on a re-stage of a large layout these two are most of the time.
+    hashes = HashCache()
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(paths)))) as pool:
-        digests = [pool.submit(sha256_file, path) for _, path in paths]
-        if target.scheme == "s3":
-            try:
-                from ._s3 import S3Target
-            except ImportError as exc:
-                raise StagingError(f"staging to S3 needs boto3 ({exc})", uri=uri,
-                                   hint="pip install 'mar-build[s3]'") from exc
-            s3 = S3Target(target, endpoint_url=endpoint_url, profile=profile, region=region,
-                          concurrency=concurrency)
+        digests = [pool.submit(hashes.digest, path, sha256_file) for _, path in paths]
+        destination = _destination(target, mount=mount, endpoint_url=endpoint_url, profile=profile, region=region,
+                                   dry_run=dry_run, concurrency=concurrency, part_size=part_size)
         files = [LocalFile(rel, path, path.stat().st_size, d.result())
                  for (rel, path), d in zip(paths, digests, strict=True)]
-    if target.scheme == "pvc":
-        from ._pvc import stage_pvc
-
-        result = stage_pvc(target, files, mount=mount, dry_run=dry_run, concurrency=concurrency,
-                           progress=progress)
-    else:
-        result = s3.stage(files, dry_run=dry_run, part_size=part_size, progress=progress)
+    if not dry_run:
+        hashes.save()
+    result = destination.stage(files, progress=progress)
     result.warnings[:0] = warnings
     result.seconds = time.perf_counter() - started
     for warning in result.warnings:
@@ -222,6 +215,28 @@ def stage(
         len(result.skipped), len(result.deleted), result.seconds,
     )
     return result
+
+
+class Destination(Protocol):
+    """A checked destination (a PVC folder, an S3 prefix) that plans and writes the files (_pvc.py, _s3.py)."""
+
+    def stage(self, files: list[LocalFile], *, progress: Progress | None) -> StageResult: ...
+
+
+def _destination(target: StorageTarget, *, mount: str | Path | None, endpoint_url: str | None,
+                 profile: str | None, region: str | None, dry_run: bool, concurrency: int,
+                 part_size: int) -> Destination:
+    if target.scheme == "pvc":
+        from ._pvc import PvcDestination
+
+        return PvcDestination(target, mount, dry_run=dry_run, concurrency=concurrency)
+    try:
+        from ._s3 import S3Destination
+    except ImportError as exc:
+        raise StagingError(f"staging to S3 needs boto3 ({exc})", uri=target.uri,
+                           hint="pip install 'mar-build[s3]'") from exc
+    return S3Destination(target, endpoint_url=endpoint_url, profile=profile, region=region, dry_run=dry_run,
+                         concurrency=concurrency, part_size=part_size)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from .._deploy import DeployEvent, IsvcStatus, delete, deploy, status
 from . import cli
 
 _cluster_options = [
-    click.option("-n", "--namespace", help="Namespace (default: the manifests', else the context's, else default)."),
+    click.option("-n", "--namespace", help="Namespace (default: the kubeconfig context's, else default)."),
     click.option("--context", help="kubeconfig context to use (default: the current one)."),
     click.option(
         "--kubeconfig",
@@ -33,7 +33,9 @@ def _show_event(event: DeployEvent) -> None:
 
 
 @cli.command("deploy")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument(
+    "sources", nargs=-1, required=True, metavar="MANIFEST|LAYOUT...", type=click.Path(exists=True, path_type=Path)
+)
 @_with_cluster_options
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the InferenceService is Ready.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True, help="Seconds to wait.")
@@ -148,6 +150,7 @@ def status_command(
 @click.option("--wait/--no-wait", default=False, show_default=True, help="Wait until it is gone.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=300, show_default=True, help="Seconds to wait.")
 @click.option("--ignore-not-found", is_flag=True, help="Succeed when there is no such InferenceService.")
+@click.option("--poll-interval", type=click.FloatRange(min=0), default=1.0, hidden=True)
 def delete_command(
     isvc: str,
     namespace: str | None,
@@ -156,9 +159,17 @@ def delete_command(
     wait: bool,
     timeout: float,
     ignore_not_found: bool,
+    poll_interval: float,
 ) -> None:
     """Delete an InferenceService (its Secret, ServiceAccount and PVC stay)."""
     deleted = delete(
-        isvc, namespace, wait=wait, timeout=timeout, missing_ok=ignore_not_found, kubeconfig=kubeconfig, context=context
+        isvc,
+        namespace,
+        wait=wait,
+        timeout=timeout,
+        missing_ok=ignore_not_found,
+        kubeconfig=kubeconfig,
+        context=context,
+        poll_interval=poll_interval,
     )
     click.echo(f"deleted InferenceService {isvc}" if deleted else f"no InferenceService {isvc}: nothing to delete")

@@ -1,0 +1,283 @@
+"""Serving benchmark: single-instance v1 requests from N concurrent clients, ours against the limit and the peers.
+
+    python -m benchmarks.serving [--seconds 10] [--clients 1,8,32,64] [--sets short,long]
+                                 [--systems raw,ours,stock,bento] [--quick]
+
+For each text set (benchmarks/texts.py) and each N, wrk runs N connections (one thread each) for a bounded time
+against:
+
+- raw    the sample's model in this process: tokenise + forward batches of N texts (the limit, no HTTP at all);
+- ours   the text sample built by mar-build, served by toolkit.serve (kserve wrapper + TorchServe + our handler),
+         server-side batching with the sample's settings;
+- stock  the same model archived by torch-model-archiver with a user-style BaseHandler (stock_handler.py),
+         TorchServe's kserve envelope, batchSize 1, behind the same wrapper;
+- bento  BentoML 1.4 adaptive batching on the same model (bento_service.py, its own venv).
+
+Every answer is checked against the raw model's label for its text (wrk/rotate.lua), and a mixed load sends one
+malformed request in ten to ours: each must get a 4xx and every good one its right label. Prints the tables and
+writes benchmarks/results/serving-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _stacks
+from ._common import RESULTS, load_note, machine_state, ratio, table, write_results
+from ._load import LoadResult, run_wrk, write_lua_data
+from ._model import RawModel
+from .texts import MALFORMED, SETS, texts, v1_body
+
+TARGET_CLIENTS = 32
+
+
+# ---- reference answers -----------------------------------------------------------------------------------------
+def references(sets: Sequence[str]) -> dict[str, list[str]]:
+    """The raw model's label for every text of each set, each text alone (cached per model digest)."""
+    stamp = json.loads((_stacks.SAMPLE / ".prepared").read_text())["digest"][:16]
+    out: dict[str, list[str]] = {}
+    model: RawModel | None = None
+    for name in sets:
+        cache = RESULTS / "cache" / f"reference-{name}-{stamp}.json"
+        if cache.is_file():
+            out[name] = json.loads(cache.read_text())
+            continue
+        model = model or RawModel()
+        print(f"reference answers for the {name} texts (each alone) ...", flush=True)
+        labels = [label for label, _ in model.reference(texts(name))]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(labels))
+        out[name] = labels
+    return out
+
+
+def bodies_file(path: Path, set_name: str, labels: list[str], *, form: str, malformed_every: int = 0) -> Path:
+    """DATA.lua for one text set: v1 bodies (or BentoML's) with the label each must get."""
+    bodies: list[bytes] = []
+    expect: list[str] = []
+    for i, (text, label) in enumerate(zip(texts(set_name), labels, strict=True)):
+        if malformed_every and i % malformed_every == malformed_every - 1:
+            bodies.append(MALFORMED[(i // malformed_every) % len(MALFORMED)])
+            expect.append("")
+            continue
+        bodies.append(v1_body(text) if form == "v1" else json.dumps({"texts": [text]}).encode())
+        expect.append(label)
+    return write_lua_data(path, bodies, expect)
+
+
+# ---- runs ------------------------------------------------------------------------------------------------------
+def load_runs(stack: _stacks.Stack, data: dict[str, Path], clients: Sequence[int], seconds: float,
+              warmup: float) -> dict[str, dict[int, LoadResult]]:
+    out: dict[str, dict[int, LoadResult]] = {}
+    for set_name, path in data.items():
+        out[set_name] = {}
+        for n in clients:
+            if warmup:
+                run_wrk(stack.url, path, n, warmup, server_pids=stack.pids)
+                drain(stack)
+            r = run_wrk(stack.url, path, n, seconds, server_pids=stack.pids)
+            drain(stack)
+            out[set_name][n] = r
+            flag = "" if r.all_correct else f"  WRONG/FAILED: {r.good_wrong}/{r.good_failed} {r.wrong_example}"
+            print(f"  {stack.name:5} {set_name:5} N={n:<3} {r.throughput:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
+                  f"p99 {r.p99_ms:7.1f} ms  wrk cpu {100 * r.wrk_cpu_s / r.seconds:4.1f}%  "
+                  f"other load {100 * r.other_cpu_share:3.0f}%{flag}", flush=True)
+    return out
+
+
+def drain(stack: _stacks.Stack) -> None:
+    """Wait until the requests wrk left in the server's queue are answered: one request, queued behind them."""
+    import httpx
+
+    body = v1_body("drain") if stack.name != "bento" else json.dumps({"texts": ["drain"]}).encode()
+    httpx.post(stack.url, content=body, headers={"content-type": "application/json"}, timeout=600)
+
+
+def run_raw(sets: Sequence[str], batch_sizes: Sequence[int], seconds: float) -> dict[str, dict[int, dict[str, Any]]]:
+    model = RawModel()
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for set_name in sets:
+        out[set_name] = {}
+        for b in batch_sizes:
+            r = model.batched(texts(set_name), b, seconds)
+            out[set_name][b] = r
+            print(f"  raw   {set_name:5} b={b:<3} {r['throughput']:7.1f} texts/s  batch p50 {r['batch_ms_p50']:.1f} ms",
+                  flush=True)
+    del model
+    gc.collect()
+    return out
+
+
+def worker_report(stack: _stacks.Stack) -> dict[str, Any]:
+    """Peak RSS of each worker and how many times the model was loaded (must be once per worker)."""
+    workers = _stacks.worker_processes(stack)
+    loads = _stacks.model_loads(stack.run_dir / "logs") if stack.run_dir else None
+    return {
+        "workers": len(workers),
+        "worker_peak_rss_mb": [round(_stacks.peak_rss_mb(p.pid) or 0, 1) for p in workers],
+        "model_loads": loads,
+        "loaded_once_per_worker": loads == len(workers) if loads is not None else None,
+    }
+
+
+# ---- main ------------------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per load run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each load run")
+    parser.add_argument("--clients", default="1,8,32,64", help="concurrent clients (= raw batch sizes)")
+    parser.add_argument("--sets", default=",".join(SETS), help="text sets: short,long")
+    parser.add_argument("--systems", default="raw,ours,stock,bento")
+    parser.add_argument("--no-mixed", action="store_true", help="skip the mixed load with malformed requests")
+    parser.add_argument("--quick", action="store_true", help="5 s runs, N=1,32, short texts: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.warmup, args.clients, args.sets = 5.0, 2.0, "1,32", "short"
+    clients = [int(c) for c in args.clients.split(",")]
+    sets = [s for s in args.sets.split(",") if s]
+    systems = [s for s in args.systems.split(",") if s]
+    started = time.perf_counter()
+    before = machine_state()
+    print(f"serving benchmark: {load_note()}", flush=True)
+
+    _stacks.ensure_sample()
+    labels = references(sets)
+    work = RESULTS / "work" / "serving"
+    work.mkdir(parents=True, exist_ok=True)
+    data_v1 = {s: bodies_file(work / f"{s}-v1.lua", s, labels[s], form="v1") for s in sets}
+    results: dict[str, Any] = {"settings": vars(args), "raw": {}, "systems": {}}
+
+    if "raw" in systems:
+        print("raw model, in process:", flush=True)
+        results["raw"] = run_raw(sets, clients, max(3.0, args.seconds / 2))
+
+    if "ours" in systems:
+        layout = _stacks.build_ours(work / "ours-layout")
+        with _stacks.ours(layout, work / "ours-run") as stack:
+            print(f"ours: {stack.url}", flush=True)
+            runs = load_runs(stack, data_v1, clients, args.seconds, args.warmup)
+            mixed = None
+            if not args.no_mixed:
+                mixed_set = sets[0]
+                path = bodies_file(work / "mixed.lua", mixed_set, labels[mixed_set], form="v1", malformed_every=10)
+                n = TARGET_CLIENTS if TARGET_CLIENTS in clients else max(clients)
+                print(f"  mixed load ({mixed_set} texts, 1 in 10 malformed):", flush=True)
+                mixed = load_runs(stack, {mixed_set: path}, [n], args.seconds, args.warmup)[mixed_set][n]
+            results["systems"]["ours"] = {"runs": runs, "mixed": mixed, **worker_report(stack)}
+
+    if "stock" in systems:
+        layout = _stacks.build_stock(work / "stock-layout")
+        with _stacks.stock(layout, work / "stock-run") as stack:
+            print(f"stock: {stack.url}", flush=True)
+            runs = load_runs(stack, data_v1, clients, args.seconds, args.warmup)
+            results["systems"]["stock"] = {"runs": runs, **worker_report(stack)}
+
+    if "bento" in systems:
+        data_bento = {s: bodies_file(work / f"{s}-bento.lua", s, labels[s], form="bento") for s in sets}
+        with _stacks.bento(work / "bento-run") as stack:
+            print(f"bento {stack.info['version']}: {stack.url}", flush=True)
+            runs = load_runs(stack, data_bento, clients, args.seconds, args.warmup)
+            results["systems"]["bento"] = {"runs": runs, **stack.info}
+
+    results["seconds_total"] = round(time.perf_counter() - started, 1)
+    results["machine_before"] = before
+    report = render(results, sets, clients)
+    print(report)
+    path = write_results("serving", _jsonable(results) | {"report": report})
+    print(f"\nwrote {path.relative_to(RESULTS.parent.parent)} ({results['seconds_total']:.0f} s in all; {load_note()})")
+    return results
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, LoadResult):
+        return value.summary()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# ---- report ----------------------------------------------------------------------------------------------------
+def render(results: dict[str, Any], sets: Sequence[str], clients: Sequence[int]) -> str:
+    systems = results["systems"]
+    raw = results["raw"]
+    lines: list[str] = []
+    for set_name in sets:
+        headers = ["N", "raw/s"]
+        names = [n for n in ("ours", "stock", "bento") if n in systems]
+        for name in names:
+            headers += [f"{name}/s", "p50 ms", "p99 ms"]
+        if "ours" in systems:
+            headers += ["ours/raw", "ours/stock", "ours/bento"]
+        rows = []
+        for n in clients:
+            raw_tp = raw.get(set_name, {}).get(n, {}).get("throughput")
+            row: list[Any] = [n, raw_tp]
+            tps: dict[str, float | None] = {}
+            for name in names:
+                r: LoadResult | None = systems[name]["runs"].get(set_name, {}).get(n)
+                tps[name] = r.throughput if r else None
+                row += [r.throughput if r else None, r.p50_ms if r else None, r.p99_ms if r else None]
+            if "ours" in systems:
+                row += [ratio(tps.get("ours"), raw_tp), ratio(tps.get("ours"), tps.get("stock")),
+                        ratio(tps.get("ours"), tps.get("bento"))]
+            rows.append(row)
+        lines += [f"\n{set_name} texts: requests/s (one text each) and latency; raw = in-process batches of N",
+                  table(headers, rows)]
+
+    check_rows = []
+    for name, info in systems.items():
+        for set_name, runs in info["runs"].items():
+            for n, r in runs.items():
+                check_rows.append([name, set_name, n, r.requests, r.good_ok, r.good_wrong, r.good_failed,
+                                   sum(r.errors.values()), round(100 * r.wrk_cpu_s / r.seconds, 1),
+                                   round(r.server_cpu_s / max(1, r.requests) * 1000, 2),
+                                   round(100 * r.other_cpu_share)])
+    lines += ["\nanswers checked (every one against the raw model's label) and what the load cost",
+              table(["system", "set", "N", "requests", "right", "wrong", "failed", "socket err", "wrk cpu %",
+                     "server cpu ms/req", "other load %"], check_rows)]
+
+    ours = systems.get("ours")
+    if ours and ours.get("mixed") is not None:
+        m: LoadResult = ours["mixed"]
+        clean = next(iter(ours["runs"].values())).get(m.connections)
+        lines += [f"\nmixed load, N={m.connections}: one request in ten malformed",
+                  table(["good req/s", "clean req/s", "good/clean", "good right", "good wrong/failed",
+                         "bad -> 4xx", "bad -> other", "p99 ms"],
+                        [[m.good_throughput, clean.throughput if clean else None,
+                          ratio(m.good_throughput, clean.throughput if clean else None), m.good_ok,
+                          m.good_wrong + m.good_failed, m.bad_4xx, m.bad_other, m.p99_ms]])]
+    if ours:
+        lines.append(f"\nours: {ours['workers']} worker(s), peak RSS {ours['worker_peak_rss_mb']} MiB, "
+                     f"model loaded {ours['model_loads']} time(s)")
+
+    if ours and TARGET_CLIENTS in clients:
+        lines.append(f"\ntargets at N={TARGET_CLIENTS}:")
+        for set_name in sets:
+            o = ours["runs"].get(set_name, {}).get(TARGET_CLIENTS)
+            if o is None:
+                continue
+            raw_tp = raw.get(set_name, {}).get(TARGET_CLIENTS, {}).get("throughput")
+            st = systems.get("stock", {}).get("runs", {}).get(set_name, {}).get(TARGET_CLIENTS)
+            be = systems.get("bento", {}).get("runs", {}).get(set_name, {}).get(TARGET_CLIENTS)
+            for what, value, goal in (
+                ("ours >= 0.8 x raw", ratio(o.throughput, raw_tp), 0.8),
+                ("ours >= 3 x stock", ratio(o.throughput, st.throughput if st else None), 3.0),
+                ("ours > bento", ratio(o.throughput, be.throughput if be else None), 1.0),
+            ):
+                verdict = "-" if value is None else ("met" if value >= goal and (goal != 1.0 or value > 1.0)
+                                                     else "NOT met")
+                lines.append(f"  {set_name:5} {what:18} {value if value is not None else '-':>6}  {verdict}")
+    lines.append(f"\n{load_note()}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

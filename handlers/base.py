@@ -1,0 +1,323 @@
+"""The shared handler: owns the KServe v1 envelope, server-side batching and per-request errors.
+
+TorchServe hands ``handle()`` one batch: a list of raw requests, each a dict whose ``"body"`` (or ``"data"``) is the
+parsed JSON when the request said ``Content-Type: application/json``, a str for ``text/*``, bytes otherwise (and
+bytes for JSON that failed to parse). With no service envelope configured (see FACTS.md, "The stock envelope breaks
+batching"), every request of the batch arrives here as sent, so this class:
+
+- reads ``{"instances": [...]}`` (a KServe v1 request, answered ``{"predictions": [...]}``, or
+  ``{"explanations": [...]}`` when TorchServe set the ``explain`` header to ``True``), or takes any other body as
+  ONE instance of a raw TorchServe call (``/predictions/NAME``), answered with the bare prediction;
+- validates every instance, answers a malformed request with its own 4xx and ``{"error": message}``;
+- runs one forward pass over the instances of all valid requests (one per ``pass_key`` where a handler keys
+  them, e.g. by tensor shape) and splits the outputs back in order; a failing pass answers its requests 500.
+
+Subclasses fill the hooks ``load``, ``preprocess_instance``, ``inference``, ``postprocess`` (and ``explain``).
+Only the stable ``ts`` context API is used, so the same code runs on TorchServe 0.9.0 and 0.12.0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "mar_build.json"
+DEFAULT_MAX_INTERNAL_BATCH = 64
+# Reason phrases travel in the HTTP status line: Netty rejects CR/LF there, so keep them one short ASCII line.
+_MAX_PHRASE = 200
+
+
+class InvalidRequest(Exception):
+    """A request this handler cannot serve: answered with ``status`` and ``{"error": message}``, alone."""
+
+    status = 400
+
+
+class BadInstance(InvalidRequest):
+    """One instance of the wrong shape or type; the whole request it came in is answered 400."""
+
+
+@dataclass
+class _Request:
+    idx: int
+    items: list[Any]
+    v1: bool
+    explain: bool
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    """Read ``mar_build.json`` from the extracted archive; raise ValueError when it is missing or not an object."""
+    path = model_dir / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc} (was this archive built by mar-build?)") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return config
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a pod's ``limits.cpu``, rounded up).
+
+    os.cpu_count() sees every core of the node: in a pod limited to 2 CPUs that would mean dozens of threads.
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_cpu_quota(cgroup)
+    if quota is not None:
+        count = min(count, max(1, math.ceil(quota)))
+    return max(1, count)
+
+
+def _cgroup_cpu_quota(cgroup: Path) -> float | None:
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]  # cgroup v2: "200000 100000" or "max 100000"
+    except (OSError, ValueError):
+        try:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()  # cgroup v1: -1 when unlimited
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
+        return None
+    try:
+        return int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def to_jsonable(value: Any) -> Any:
+    """Tensors (and sequences of them) as plain lists and numbers; anything else unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+class BaseHandler:
+    """Base of every mar-build handler; TorchServe's entry point (``mar_build_entry``) drives it.
+
+    After ``initialize`` the hooks can use: ``context``, ``model_dir`` (the extracted archive), ``config`` (the
+    parsed mar_build.json), ``options`` (its free-form task options), ``class_names`` and ``device``.
+    """
+
+    def __init__(self) -> None:
+        self.initialized = False
+        self.context: Any = None
+        self.model_dir = Path()
+        self.config: dict[str, Any] = {}
+        self.options: dict[str, Any] = {}
+        self.class_names: list[str] | None = None
+        self.device = torch.device("cpu")
+        self.max_internal_batch = DEFAULT_MAX_INTERNAL_BATCH
+
+    # ---- hooks ---------------------------------------------------------------------------------------------
+    def load(self, model_path: Path | None) -> None:
+        """Load the model from ``model_path`` (a folder or a file inside the archive; None when the spec names no
+        model, e.g. a custom handler that builds its own), once per worker.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement load(model_path)")
+
+    def preprocess_instance(self, instance: Any) -> Any:
+        """One instance as sent (JSON value, str or bytes) -> the item ``inference`` takes; raise BadInstance."""
+        return instance
+
+    def check_request(self, items: list[Any]) -> None:
+        """Check the items of one request together (e.g. same shape); raise InvalidRequest to answer it 400."""
+
+    def pass_key(self, item: Any) -> Hashable:
+        """Items with different keys (e.g. tensor shapes) never share a forward pass, and fail apart."""
+        return None
+
+    def inference(self, items: list[Any]) -> Sequence[Any]:
+        """Items of one forward pass (from any number of requests) -> one output per item, in order."""
+        raise NotImplementedError(f"{type(self).__name__} must implement inference(items)")
+
+    def postprocess(self, outputs: Sequence[Any]) -> list[Any]:
+        """Outputs of ``inference`` -> one JSON-able prediction per instance (by default, as lists)."""
+        return list(to_jsonable(outputs))
+
+    def explain(self, items: list[Any]) -> list[Any]:
+        """Items -> one JSON-able explanation per instance; by default the raw model outputs."""
+        return list(to_jsonable(self.inference(items)))
+
+    # ---- TorchServe interface ------------------------------------------------------------------------------
+    def initialize(self, context: Any) -> None:
+        """Read the archive's mar_build.json, set threads and device, and load the model (TorchServe load time)."""
+        self.context = context
+        properties = context.system_properties
+        self.model_dir = Path(properties["model_dir"])
+        self.config = read_config(self.model_dir)
+        self.options = dict(self.config.get("options") or {})
+        self.class_names = self.config.get("class_names")
+        gpu_id = properties.get("gpu_id")
+        if gpu_id is not None and torch.cuda.is_available():
+            self.device = torch.device(f"cuda:{gpu_id}")
+        torch.set_num_threads(self._threads())
+        batch_size = int(properties.get("batch_size") or self.config.get("batch_size") or 1)
+        # One forward pass per server-side batch unless the options cap it (memory for many-instance requests).
+        self.max_internal_batch = int(
+            self.options.get("max_internal_batch") or max(DEFAULT_MAX_INTERNAL_BATCH, batch_size)
+        )
+        model = self.config.get("model")
+        self.load(self.model_dir / model if model else None)
+        self.initialized = True
+        logger.info(
+            "%s loaded %s on %s with %d threads", type(self).__name__, model, self.device, torch.get_num_threads()
+        )
+
+    def _threads(self) -> int:
+        if self.options.get("threads"):
+            return int(self.options["threads"])
+        if os.environ.get("MAR_BUILD_THREADS"):
+            return int(os.environ["MAR_BUILD_THREADS"])
+        workers = int(self.config.get("max_workers") or 1)
+        return max(1, available_cpus() // max(1, workers))
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        """One TorchServe batch -> one answer per request, in order; per-request statuses via the context."""
+        answers: list[Any] = [None] * len(data)
+        passes: dict[bool, list[_Request]] = {False: [], True: []}
+        for idx, row in enumerate(data):
+            try:
+                request = self._parse(idx, row, context)
+            except InvalidRequest as exc:
+                answers[idx] = _fail(context, idx, exc.status, str(exc))
+                continue
+            except Exception as exc:
+                # A bug in a preprocessing hook: this request fails loudly, the rest of the batch is still served.
+                logger.exception("preprocessing request %d failed", idx)
+                answers[idx] = _fail(context, idx, 500, f"{type(exc).__name__}: {exc}")
+                continue
+            passes[request.explain].append(request)
+        for explain, requests in passes.items():
+            if requests:
+                self._serve(requests, explain, answers, context)
+        return answers
+
+    # ---- envelope ------------------------------------------------------------------------------------------
+    def _parse(self, idx: int, row: dict[str, Any], context: Any) -> _Request:
+        body = _body(idx, row, context)
+        explain = str(context.get_request_header(idx, "explain") or "").strip().lower() == "true"
+        if isinstance(body, dict) and "instances" in body:
+            instances = body["instances"]
+            if not isinstance(instances, list):
+                raise InvalidRequest(f'"instances" must be a list, got {type(instances).__name__}')
+            if not instances:
+                raise InvalidRequest('"instances" is empty')
+            items = []
+            for number, instance in enumerate(instances):
+                try:
+                    items.append(self.preprocess_instance(instance))
+                except InvalidRequest as exc:
+                    wrapped = InvalidRequest(f"instance {number}: {exc}")
+                    wrapped.status = exc.status
+                    raise wrapped from exc
+            self.check_request(items)
+            return _Request(idx, items, v1=True, explain=explain)
+        items = [self.preprocess_instance(body)]
+        self.check_request(items)
+        return _Request(idx, items, v1=False, explain=explain)
+
+    def _serve(self, requests: list[_Request], explain: bool, answers: list[Any], context: Any) -> None:
+        items = [item for request in requests for item in request.items]
+        owners = [request.idx for request in requests for _ in request.items]
+        passes: dict[Any, list[int]] = {}
+        for index, item in enumerate(items):
+            passes.setdefault(self.pass_key(item), []).append(index)
+        results: list[Any] = [None] * len(items)
+        errors: dict[int, tuple[int, str]] = {}
+        for indices in passes.values():
+            try:
+                outputs = self._run([items[i] for i in indices], explain)
+            except InvalidRequest as exc:
+                error = (exc.status, str(exc))
+            except Exception as exc:
+                # A bug or a model failure: the requests of this pass fail loudly, with the message and a traceback.
+                logger.exception("forward pass over %d instances failed", len(indices))
+                error = (500, f"{type(exc).__name__}: {exc}")
+            else:
+                for n, index in enumerate(indices):
+                    results[index] = outputs[n]
+                continue
+            for index in indices:
+                errors.setdefault(owners[index], error)
+        key = "explanations" if explain else "predictions"
+        start = 0
+        for request in requests:
+            mine = results[start : start + len(request.items)]
+            start += len(request.items)
+            if request.idx in errors:
+                answers[request.idx] = _fail(context, request.idx, *errors[request.idx])
+                continue
+            try:
+                answers[request.idx] = _encode({key: mine} if request.v1 else mine[0])
+            except (TypeError, ValueError) as exc:
+                logger.exception("answer %d is not JSON", request.idx)
+                answers[request.idx] = _fail(context, request.idx, 500, f"the answer is not JSON: {exc}")
+
+    def _run(self, items: list[Any], explain: bool) -> list[Any]:
+        results: list[Any] = []
+        step = self.max_internal_batch
+        with torch.inference_mode():
+            for start in range(0, len(items), step):
+                chunk = items[start : start + step]
+                results.extend(self.explain(chunk) if explain else self.postprocess(self.inference(chunk)))
+        if len(results) != len(items):
+            raise RuntimeError(f"{type(self).__name__} returned {len(results)} results for {len(items)} instances")
+        return results
+
+
+def _body(idx: int, row: dict[str, Any], context: Any) -> Any:
+    # The frontend names the body "body"; a multipart form field or the stock clients use "data". Query parameters
+    # arrive as extra entries of the same row, hence the order.
+    for name in ("body", "data"):
+        if name in row:
+            break
+    else:
+        if len(row) != 1:
+            # e.g. curl -d, whose form encoding TorchServe parses into fields
+            raise InvalidRequest(
+                "the request has no body; send it as application/json, text/plain or application/octet-stream"
+            )
+        name = next(iter(row))
+    body = row[name]
+    if isinstance(body, (bytes, bytearray)) and _is_json(context.get_request_header(idx, name)):
+        # TorchServe hands over the raw bytes when application/json did not parse; say why.
+        try:
+            return json.loads(bytes(body))
+        except ValueError as exc:
+            raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    return body
+
+
+def _is_json(parameter_headers: Any) -> bool:
+    # TorchServe files each body parameter's content type under the parameter's name: {"content-type": ...}.
+    if not isinstance(parameter_headers, dict):
+        return False
+    return str(parameter_headers.get("content-type", "")).split(";")[0].strip().lower() == "application/json"
+
+
+def _encode(answer: Any) -> Any:
+    # Serialise here, compactly: TorchServe would json.dumps(indent=2) (big for embeddings) and send a bare str
+    # prediction as text; this way every answer is JSON. Bytes from a custom handler pass through.
+    if isinstance(answer, (bytes, bytearray)):
+        return answer
+    return json.dumps(answer, separators=(",", ":"), ensure_ascii=False)
+
+
+def _fail(context: Any, idx: int, status: int, message: str) -> Any:
+    phrase = " ".join(message.split()).encode("ascii", "replace").decode("ascii")[:_MAX_PHRASE]
+    context.set_response_status(code=status, phrase=phrase, idx=idx)
+    return _encode({"error": message})

@@ -1,0 +1,74 @@
+"""tensor: nested-list instances stacked into one tensor for any nn.Module or TorchScript model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import BadInstance, BaseHandler, InvalidRequest
+from .torch_model import load_torch_model
+
+OUTPUTS = ("list", "argmax")
+
+
+class TensorHandler(BaseHandler):
+    """An instance is one sample as a nested list (or ``{"data": nested list}``) of ``options.dtype`` (default
+    float32), of ``options.shape`` when given. The samples of all requests with the same shape go through the
+    model as one batch; the instances of one request must share a shape. A prediction is the model's output row
+    as a list, or its argmax (``options.output: argmax``; the class name when class_names are given).
+    """
+
+    def load(self, model_path: Path) -> None:
+        model_file = self.config.get("model_file")
+        self.model = load_torch_model(
+            model_path, self.model_dir / model_file if model_file else None, self.config.get("model_class"), self.device
+        )
+        dtype = getattr(torch, str(self.options.get("dtype") or "float32"), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"options.dtype {self.options.get('dtype')!r} is not a torch dtype (e.g. float32, int64)")
+        self.dtype = dtype
+        shape = self.options.get("shape")
+        self.shape = tuple(int(n) for n in shape) if shape is not None else None
+        self.output = self.options.get("output") or "list"
+        if self.output not in OUTPUTS:
+            raise ValueError(f"options.output must be one of {OUTPUTS}, not {self.output!r}")
+
+    def preprocess_instance(self, instance: Any) -> torch.Tensor:
+        if isinstance(instance, dict) and "data" in instance:
+            instance = instance["data"]
+        if not isinstance(instance, list):
+            kind = type(instance).__name__
+            raise BadInstance(f'expected a nested list of numbers or {{"data": nested list}}, got {kind}')
+        try:
+            tensor = torch.tensor(instance, dtype=self.dtype)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise BadInstance(f"not a rectangular nested list of numbers: {exc}") from exc
+        if self.shape is not None and tuple(tensor.shape) != self.shape:
+            raise BadInstance(f"expected shape {list(self.shape)}, got {list(tensor.shape)}")
+        return tensor
+
+    def check_request(self, items: list[torch.Tensor]) -> None:
+        shapes = {tuple(item.shape) for item in items}
+        if len(shapes) > 1:
+            raise InvalidRequest(f"the instances differ in shape: {sorted(shapes)}; one request is one batch")
+
+    def pass_key(self, item: torch.Tensor) -> tuple[int, ...]:
+        # Requests from different clients may meet in one server-side batch with different shapes: one forward
+        # pass per shape (usually exactly one), so a wrongly shaped request cannot fail the others.
+        return tuple(item.shape)
+
+    def inference(self, items: list[torch.Tensor]) -> torch.Tensor:
+        result = self.model(torch.stack(items).to(self.device))
+        if not isinstance(result, torch.Tensor):
+            raise TypeError(f"the model returned {type(result).__name__}; the tensor task needs a Tensor")
+        if result.dim() == 0 or result.shape[0] != len(items):
+            raise ValueError(f"the model returned shape {list(result.shape)} for a batch of {len(items)}")
+        return result.cpu()
+
+    def postprocess(self, outputs: torch.Tensor) -> list[Any]:
+        if self.output == "list":
+            return outputs.tolist()
+        best = outputs.reshape(len(outputs), -1).argmax(dim=1).tolist()
+        return [self.class_names[i] for i in best] if self.class_names else best

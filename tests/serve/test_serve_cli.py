@@ -1,0 +1,195 @@
+"""`mar-build serve` as a user runs it: Ctrl-C and SIGTERM stop it cleanly, s3:// sources, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from serve_support import TinyModel, assert_rows_close, copy_layout, free_port, processes_mentioning
+
+from toolkit import LayoutError
+from toolkit._cli import cli
+from toolkit._serve import serve
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class ServeProcess:
+    """`python -m toolkit serve ...` in a subprocess, its stdout lines collected by a thread."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "toolkit", "serve", *args], cwd=REPO, env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, predicate: object, timeout: float = 240) -> str:
+        """The first output line for which predicate(line) is true; fail with the output so far otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.seen.append(line)
+            if predicate(line):  # type: ignore[operator]
+                return line
+        self.stop_hard()
+        pytest.fail("mar-build serve did not get there; its output:\n" + "\n".join(self.seen))
+
+    def output_until_exit(self, timeout: float = 120) -> str:
+        self.proc.wait(timeout)
+        time.sleep(0.2)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "\n".join(self.seen)
+
+    def stop_hard(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def set_ports(layout: Path) -> dict[str, int]:
+    """Give the layout's config its own free ports (the exact pod config, on ports nobody else uses)."""
+    ports = {"inference": free_port(), "metrics": free_port(), "grpc": free_port(), "grpc_management": free_port()}
+    config = layout / "config" / "config.properties"
+    text = config.read_text()
+    for old, new in (("0.0.0.0:8085", f"127.0.0.1:{ports['inference']}"),
+                     ("0.0.0.0:8082", f"127.0.0.1:{ports['metrics']}"),
+                     ("grpc_inference_port=7070", f"grpc_inference_port={ports['grpc']}"),
+                     ("grpc_management_port=7071", f"grpc_management_port={ports['grpc_management']}")):
+        assert old in text
+        text = text.replace(old, new)
+    config.write_text(text)
+    return ports
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_everything_and_leaves_no_process(
+    tensor_layout: Path, tiny_model: TinyModel, tmp_path: Path
+) -> None:
+    layout = copy_layout(tensor_layout, tmp_path / "layout")
+    ports = set_ports(layout)
+    port, run = free_port(), tmp_path / "run"
+    serving = ServeProcess([str(layout), "--port", str(port), "--ts-ports", "config", "--workdir", str(run)])
+    try:
+        serving.wait_for(lambda line: "Press Ctrl-C" in line)
+        assert any(f"http://127.0.0.1:{port}/v1/models/linear:predict" in line for line in serving.seen)
+        instances = [[1.0, 2.0, 3.0, 4.0]]
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/models/linear:predict", json={"instances": instances})
+        assert_rows_close(answer.json()["predictions"], tiny_model.predict(instances))
+        # --ts-ports config: TorchServe listens exactly where config.properties says
+        direct = httpx.post(f"http://127.0.0.1:{ports['inference']}/v1/models/linear:predict",
+                            json={"instances": instances})
+        assert direct.status_code == 200
+        started = [line for line in processes_mentioning(str(run)) if "toolkit serve" not in line]
+        assert any("org.pytorch.serve.ModelServer" in line for line in started)  # the Java frontend
+        assert any("toolkit._wrapper" in line for line in started)
+        assert any("model_service_worker" in line for line in started)  # a Python worker
+    finally:
+        serving.stop_hard()
+    output = serving.output_until_exit()
+    assert serving.proc.returncode == 0, output
+    assert "stopping" in output and output.rstrip().endswith("stopped")
+    assert processes_mentioning(str(run)) == []
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from stage.s3_support import start_moto
+
+    server = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def s3_environment(endpoint: str, home: Path) -> dict[str, str]:
+    """What KServe gives the storage-initializer for an S3 Secret, with dummy credentials (no ~/.aws)."""
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "S3_USE_HTTPS": "0", "S3_VERIFY_SSL": "0",
+            "AWS_CONFIG_FILE": str(home / "config"), "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials")}
+
+
+def upload(layout: Path, endpoint: str, bucket: str, prefix: str, env: dict[str, str]) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    s3.create_bucket(Bucket=bucket)
+    for path in sorted(layout.rglob("*")):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(layout).as_posix()}")
+
+
+@pytest.mark.slow
+def test_serve_from_s3_then_sigterm(
+    tensor_layout: Path, tiny_model: TinyModel, moto: str, tmp_path: Path
+) -> None:
+    env = s3_environment(moto, tmp_path)
+    upload(tensor_layout, moto, "models", "team/linear", env)
+    port, run = free_port(), tmp_path / "run"
+    serving = ServeProcess(["s3://models/team/linear", "--port", str(port), "--json", "--workdir", str(run)], env)
+    try:
+        info = json.loads(serving.wait_for(lambda line: line.startswith("{")))
+        assert info["models"] == ["linear"]
+        downloaded = Path(info["layout"])
+        assert (downloaded / "config" / "config.properties").read_bytes() == \
+            (tensor_layout / "config" / "config.properties").read_bytes()
+        instances = [[0.5, -1.0, 2.0, 0.0], [3.0, 3.0, 3.0, 3.0]]
+        answer = httpx.post(info["predict"]["linear"], json={"instances": instances})
+        assert_rows_close(answer.json()["predictions"], tiny_model.predict(instances))
+        serving.proc.send_signal(signal.SIGTERM)
+        output = serving.output_until_exit()
+    finally:
+        serving.stop_hard()
+    assert serving.proc.returncode == 0, output
+    assert output.rstrip().endswith("stopped")
+    assert processes_mentioning(str(run)) == []
+    assert not downloaded.exists()  # the /mnt/models stand-in is removed at stop
+
+
+def test_an_s3_prefix_without_a_layout_is_refused(
+    tensor_layout: Path, moto: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = s3_environment(moto, tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    upload(tensor_layout / "model-store", moto, "loose", "only-archives", env)
+    with pytest.raises(LayoutError) as err:
+        serve("s3://loose/only-archives", port=free_port())
+    assert "holds no config/config.properties" in str(err.value)
+    assert "linear.mar" in str(err.value)
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path / "nowhere"), "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert "error:" in result.output and "is not a folder" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,97 @@
+"""Fixtures for staging tests: a real S3 endpoint (moto_server on loopback), buckets, layouts, KServe's download.
+
+``s3_endpoint`` (session) yields the endpoint URL; ``moto`` the server itself (its request log counts calls);
+``bucket`` a fresh bucket per test; ``download`` reads a staged URI back with kserve_storage.Storage.download.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from s3_support import DUMMY_CREDENTIALS, MotoServer, kserve_download, make_layout, start_moto
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hash_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """stage's SHA-256 cache in a session folder, not in the developer's ~/.cache."""
+    path = tmp_path_factory.mktemp("cache")
+    saved = os.environ.get("MAR_BUILD_CACHE_DIR")
+    os.environ["MAR_BUILD_CACHE_DIR"] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop("MAR_BUILD_CACHE_DIR", None)
+    else:
+        os.environ["MAR_BUILD_CACHE_DIR"] = saved
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto_server on a free 127.0.0.1 port for the session, with dummy credentials in the environment."""
+    home = tmp_path_factory.mktemp("aws")
+    env = {
+        **DUMMY_CREDENTIALS,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # Keep the developer's ~/.aws out of the tests (and their real credentials out of the requests).
+        "AWS_CONFIG_FILE": str(home / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+    }
+    saved = {k: os.environ.get(k) for k in [*env, "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                                            "AWS_SESSION_TOKEN"]}
+    for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        os.environ.pop(k, None)
+    os.environ.update(env)
+    server = start_moto(home / "moto.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(moto: MotoServer) -> str:
+    """The URL of the session's S3 endpoint (http://127.0.0.1:PORT)."""
+    return moto.url
+
+
+@pytest.fixture
+def s3(s3_endpoint: str):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client on the session's endpoint (for arranging and inspecting buckets)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3) -> str:  # type: ignore[no-untyped-def]
+    """A new, empty bucket for this test."""
+    name = f"stage-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def download(s3_endpoint: str, tmp_path: Path) -> Callable[[str], Path]:
+    """download(uri) -> a fresh folder holding what the storage-initializer copies to /mnt/models."""
+    count = 0
+
+    def run(uri: str) -> Path:
+        nonlocal count
+        count += 1
+        return kserve_download(uri, tmp_path / f"mnt-models-{count}", s3_endpoint)
+
+    return run
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Path:
+    """A valid two-model layout (small archives)."""
+    return make_layout(tmp_path / "layout", {"bert": os.urandom(200_000), "gpt": os.urandom(300_000)})

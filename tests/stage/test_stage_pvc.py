@@ -1,0 +1,246 @@
+"""Staging into a PVC mounted as a folder: pvc://CLAIM/PREFIX -> MOUNT/PREFIX."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from s3_support import make_layout, tree, write_config, write_mar
+
+from toolkit import StagingError
+from toolkit._pvc import RECORD_KEY
+from toolkit._stage import referenced_archives, stage
+
+LAYOUT_FILES = {"config/config.properties", "model-store/bert.mar", "model-store/gpt.mar"}
+
+
+@pytest.fixture
+def mount(tmp_path: Path) -> Path:
+    path = tmp_path / "vol-1"
+    path.mkdir()
+    return path
+
+
+def staged(dest: Path) -> dict[str, bytes]:
+    """What the pod sees at /mnt/models: the staged tree without stage's own record."""
+    return {k: v for k, v in tree(dest).items() if k != RECORD_KEY}
+
+
+def test_stage_copies_the_layout_to_mount_prefix(layout: Path, mount: Path) -> None:
+    (mount / "notebook.ipynb").write_text("{}")  # the user's own file on the volume
+    result = stage(layout, "pvc://leeway/bert", mount=mount)
+
+    assert result.storage_uri == "pvc://leeway/bert"
+    assert result.destination == str(mount.resolve() / "bert")
+    assert staged(mount / "bert") == tree(layout)
+    assert [f.path for f in result.files] == ["model-store/bert.mar", "model-store/gpt.mar", "config/config.properties"]
+    assert {f.action for f in result.files} == {"upload"}
+    assert result.bytes_uploaded == sum(len(v) for v in tree(layout).values())
+    # readable by the pod's user whatever uid it runs as
+    for rel in LAYOUT_FILES:
+        assert stat.S_IMODE((mount / "bert" / rel).stat().st_mode) == 0o644
+    assert (mount / "notebook.ipynb").read_text() == "{}"
+    assert any("not a mount point" in w for w in result.warnings)
+
+
+def test_the_hand_workflow_layout_at_the_claim_root(tmp_path: Path, mount: Path) -> None:
+    layout = make_layout(tmp_path / "bert", {"bert": b"weights"})
+    result = stage(layout, "pvc://leeway", mount=mount)
+    assert result.storage_uri == "pvc://leeway"
+    assert staged(mount) == tree(layout)
+
+
+def test_restage_unchanged_writes_nothing(layout: Path, mount: Path) -> None:
+    stage(layout, "pvc://leeway/bert", mount=mount)
+    before = {p: p.stat().st_mtime_ns for p in (mount / "bert").rglob("*")}
+    progress: list[tuple[int, int]] = []
+    result = stage(layout, "pvc://leeway/bert", mount=mount, progress=lambda d, t: progress.append((d, t)))
+    assert {f.action for f in result.files} == {"skip"}
+    assert result.bytes_uploaded == 0
+    assert {p: p.stat().st_mtime_ns for p in (mount / "bert").rglob("*")} == before
+    assert progress in ([], [(0, 0)])
+
+
+def test_restage_without_the_record_hashes_what_is_there(layout: Path, mount: Path) -> None:
+    stage(layout, "pvc://leeway/bert", mount=mount)
+    (mount / "bert" / RECORD_KEY).unlink()
+    result = stage(layout, "pvc://leeway/bert", mount=mount)
+    assert {f.action for f in result.files} == {"skip"}
+
+
+def test_a_changed_archive_alone_is_copied(layout: Path, mount: Path) -> None:
+    stage(layout, "pvc://leeway/bert", mount=mount)
+    write_mar(layout / "model-store" / "gpt.mar", "gpt", payload=os.urandom(300_000))  # same size, new bytes
+    result = stage(layout, "pvc://leeway/bert", mount=mount)
+    assert [(f.path, f.action) for f in result.files] == [
+        ("model-store/bert.mar", "skip"), ("model-store/gpt.mar", "upload"), ("config/config.properties", "skip"),
+    ]
+    assert staged(mount / "bert") == tree(layout)
+
+
+def test_a_destination_file_changed_behind_stage_is_replaced(layout: Path, mount: Path) -> None:
+    stage(layout, "pvc://leeway/bert", mount=mount)
+    there = mount / "bert" / "model-store" / "bert.mar"
+    data = bytearray(there.read_bytes())
+    data[-1] ^= 0xFF  # same size; mtime moves, so the record no longer vouches for it
+    there.write_bytes(bytes(data))
+    result = stage(layout, "pvc://leeway/bert", mount=mount)
+    assert [f.action for f in result.files] == ["upload", "skip", "skip"]
+    assert staged(mount / "bert") == tree(layout)
+
+
+def test_archives_dropped_from_the_layout_are_removed_after_the_config(layout: Path, mount: Path) -> None:
+    stage(layout, "pvc://leeway/bert", mount=mount)
+    dest = mount / "bert"
+    write_mar(dest / "model-store" / "mine.mar", "mine")  # the user's, never named by a staged config
+    (dest / "model-store" / "README").write_text("notes")
+
+    (layout / "model-store" / "gpt.mar").unlink()
+    write_config(layout, {"bert": "1.0"})
+    result = stage(layout, "pvc://leeway/bert", mount=mount)
+
+    assert [(f.path, f.action, f.reason) for f in result.deleted] == [
+        ("model-store/gpt.mar", "delete", "no longer in config.properties"),
+    ]
+    assert staged(dest) == {**tree(layout), "model-store/mine.mar": (dest / "model-store/mine.mar").read_bytes(),
+                            "model-store/README": b"notes"}
+    assert any("mine.mar" in w and "left in place" in w for w in result.warnings)
+    record = json.loads((dest / RECORD_KEY).read_text())["files"]
+    assert set(record) == {"config/config.properties", "model-store/bert.mar"}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_stage_leaves_a_consistent_tree_and_a_rerun_finishes(tmp_path: Path, mount: Path) -> None:
+    old = make_layout(tmp_path / "old", {"bert": os.urandom(1000)})
+    stage(old, "pvc://leeway/bert", mount=mount)
+    new = make_layout(tmp_path / "new", {"gpt": os.urandom(24 * 1024 * 1024), "t5": os.urandom(12 * 1024 * 1024)})
+
+    def interrupt(done: int, total: int) -> None:
+        if done > 0:
+            raise Interrupt()
+
+    with pytest.raises(Interrupt):
+        stage(new, "pvc://leeway/bert", mount=mount, concurrency=1, progress=interrupt)
+    dest = mount / "bert"
+    # The old config is still the one there, and every archive it names is there: KServe reads a working tree.
+    assert (dest / "config/config.properties").read_bytes() == (old / "config/config.properties").read_bytes()
+    names = referenced_archives((dest / "config/config.properties").read_text())
+    assert all((dest / "model-store" / n).read_bytes() == (old / "model-store" / n).read_bytes() for n in names)
+    assert not [p for p in dest.rglob("*mar-build-tmp")], "temp files are removed when a copy is cancelled"
+
+    result = stage(new, "pvc://leeway/bert", mount=mount)
+    assert staged(dest) == tree(new)
+    assert [f.path for f in result.deleted] == ["model-store/bert.mar"]
+
+
+def test_a_killed_run_s_archives_are_recognised_and_its_temp_files_removed(tmp_path: Path, mount: Path) -> None:
+    first = make_layout(tmp_path / "first", {"bert": b"1" * 1000})
+    stage(first, "pvc://leeway/bert", mount=mount)
+    dest = mount / "bert"
+    # What a killed run (SIGKILL: no cleanup ran) leaves: its record entry and archive written, a temp file
+    # half-written, the config not yet replaced.
+    killed = make_layout(tmp_path / "killed", {"bert": b"1" * 1000, "gpt": b"2" * 1000})
+    record = json.loads((dest / RECORD_KEY).read_text())
+    record["files"]["model-store/gpt.mar"] = {"size": 1, "mtime_ns": None, "sha256": "0" * 64}
+    (dest / RECORD_KEY).write_text(json.dumps(record))
+    shutil.copy(killed / "model-store/gpt.mar", dest / "model-store/gpt.mar")
+    (dest / "model-store" / ".t5.mar.abc123.mar-build-tmp").write_bytes(b"half")
+
+    result = stage(first, "pvc://leeway/bert", mount=mount)
+    assert sorted((f.path, f.reason) for f in result.deleted) == [
+        ("model-store/.t5.mar.abc123.mar-build-tmp", "temp file left by an interrupted run"),
+        ("model-store/gpt.mar", "staged by mar-build, not in the new config.properties"),
+    ]
+    assert staged(dest) == tree(first)
+
+
+def test_dry_run_writes_nothing(layout: Path, mount: Path) -> None:
+    result = stage(layout, "pvc://leeway/bert", mount=mount, dry_run=True)
+    assert result.dry_run
+    assert [(f.path, f.action, f.reason) for f in result.files] == [
+        ("model-store/bert.mar", "upload", "new"), ("model-store/gpt.mar", "upload", "new"),
+        ("config/config.properties", "upload", "new"),
+    ]
+    assert list(mount.iterdir()) == []
+
+    stage(layout, "pvc://leeway/bert", mount=mount)
+    before = tree(mount)
+    (layout / "model-store" / "gpt.mar").unlink()
+    write_config(layout, {"bert": "1.0"})
+    result = stage(layout, "pvc://leeway/bert", mount=mount, dry_run=True)
+    assert [(f.path, f.action) for f in result.files] == [
+        ("model-store/bert.mar", "skip"), ("config/config.properties", "upload"), ("model-store/gpt.mar", "delete"),
+    ]
+    assert tree(mount) == before
+
+
+def test_pvc_needs_a_mount(layout: Path) -> None:
+    with pytest.raises(StagingError, match="needs the folder where the claim is mounted") as info:
+        stage(layout, "pvc://leeway/bert")
+    assert "--mount" in (info.value.hint or "")
+
+
+def test_mount_that_does_not_exist_or_is_a_file(layout: Path, tmp_path: Path) -> None:
+    with pytest.raises(StagingError, match="does not exist"):
+        stage(layout, "pvc://leeway/bert", mount=tmp_path / "nowhere")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StagingError, match="is not a folder"):
+        stage(layout, "pvc://leeway/bert", mount=tmp_path / "file")
+
+
+def test_a_prefix_that_is_a_file_on_the_volume(layout: Path, mount: Path) -> None:
+    (mount / "bert").write_text("x")
+    with pytest.raises(StagingError, match="is a file"):
+        stage(layout, "pvc://leeway/bert/v1", mount=mount)
+    with pytest.raises(StagingError, match="is a file, not a folder"):
+        stage(layout, "pvc://leeway/bert", mount=mount)
+    assert (mount / "bert").read_text() == "x"
+
+
+def test_a_prefix_that_escapes_the_mount_is_refused(layout: Path, mount: Path, tmp_path: Path) -> None:
+    with pytest.raises(StagingError, match="'..' segment"):
+        stage(layout, "pvc://leeway/../outside", mount=mount)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (mount / "link").symlink_to(outside)  # a symlink on the volume that points out of it
+    with pytest.raises(StagingError, match="outside the mount"):
+        stage(layout, "pvc://leeway/link", mount=mount)
+    (mount / "bert" / "model-store").mkdir(parents=True)
+    (mount / "bert" / "config").symlink_to(outside)
+    with pytest.raises(StagingError, match="outside the mount"):
+        stage(layout, "pvc://leeway/bert", mount=mount)
+    assert list(outside.iterdir()) == []
+
+
+@pytest.fixture
+def immutable_mount(mount: Path) -> Path:
+    """A folder nobody may write into, root included (ext4's immutable attribute; chmod does not stop root)."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed, and chmod cannot make a folder unwritable for root")
+    done = subprocess.run(["chattr", "+i", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot make a folder immutable here ({done.stderr.strip()}); chmod does not stop root")
+    yield mount
+    subprocess.run(["chattr", "-i", str(mount)], check=True)
+
+
+def test_a_mount_that_is_not_writable(layout: Path, immutable_mount: Path) -> None:
+    with pytest.raises(StagingError, match="is not writable") as info:
+        stage(layout, "pvc://leeway/bert", mount=immutable_mount)
+    assert "read-write" in (info.value.hint or "")
+    with pytest.raises(StagingError, match="is not writable"):
+        stage(layout, "pvc://leeway/bert", mount=immutable_mount, dry_run=True)
+
+
+def test_a_folder_where_an_archive_goes_is_refused(layout: Path, mount: Path) -> None:
+    (mount / "bert" / "model-store" / "bert.mar").mkdir(parents=True)
+    with pytest.raises(StagingError, match="is a folder"):
+        stage(layout, "pvc://leeway/bert", mount=mount)
