@@ -47,11 +47,17 @@ class RawModel:
 
     def reference(self, texts: list[str]) -> list[tuple[str, float]]:
         """Each text alone (no padding): (label, margin between the two best probabilities)."""
-        out = []
-        for text in texts:
-            top = self.probs([text])[0].topk(2)
-            out.append((self.class_names[int(top.indices[0])], float(top.values[0] - top.values[1])))
-        return out
+        # One thread: single short texts gain little from two, and on a busy machine two threads wait on each other.
+        threads = self.torch.get_num_threads()
+        self.torch.set_num_threads(1)
+        try:
+            out = []
+            for text in texts:
+                top = self.probs([text])[0].topk(2)
+                out.append((self.class_names[int(top.indices[0])], float(top.values[0] - top.values[1])))
+            return out
+        finally:
+            self.torch.set_num_threads(threads)
 
     def batched(self, texts: list[str], batch_size: int, seconds: float) -> dict[str, Any]:
         """Tokenise + forward batches of ``batch_size`` rotating over ``texts`` for about ``seconds``."""

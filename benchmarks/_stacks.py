@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._common import BENCH, ROOT, Started, free_port, wait_http
+from ._common import BENCH, ROOT, Started, free_port, tree_cpu_seconds, wait_http
 from ._model import sample_settings
 from .texts import SAMPLE
 
@@ -39,6 +39,20 @@ class Stack:
     pids: list[int]
     run_dir: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    roles: dict[str, int] = field(default_factory=dict)  # part -> process group leader, e.g. wrapper, torchserve
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each part: the wrapper, TorchServe's frontend (Java), its workers."""
+        if not self.roles:
+            return {self.name: sum(tree_cpu_seconds(p) for p in self.pids)}
+        out = {}
+        for role, pid in self.roles.items():
+            out[role] = tree_cpu_seconds(pid)
+        if "torchserve" in out:
+            worker = sum(_own_cpu(p) for p in worker_processes(self))
+            out["frontend"] = out.pop("torchserve") - worker
+            out["worker"] = worker
+        return out
 
 
 def ensure_sample() -> None:
@@ -72,11 +86,20 @@ def ours(layout: Path, run_dir: Path, *, env: dict[str, str] | None = None) -> I
 
     with _environ(env or {}), serve(layout, port=free_port(), workdir=run_dir) as predictor:
         yield Stack("ours", predictor.predict_url(MODEL_NAME), _predictor_pids(predictor), run_dir,
-                    {"metrics_url": predictor.metrics_url, "log": str(predictor.log_path)})
+                    {"metrics_url": predictor.metrics_url, "log": str(predictor.log_path)}, dict(predictor.pids))
 
 
 def _predictor_pids(predictor: Any) -> list[int]:
     return list(predictor.pids.values())
+
+
+def _own_cpu(process: Any) -> float:
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        t = process.cpu_times()
+        return float(t.user + t.system)
+    return 0.0
 
 
 @contextlib.contextmanager

@@ -79,12 +79,14 @@ def load_runs(stack: _stacks.Stack, data: dict[str, Path], clients: Sequence[int
         out[set_name] = {}
         for n in clients:
             if warmup:
-                run_wrk(stack.url, path, n, warmup, server_pids=stack.pids)
+                run_wrk(stack.url, path, n, warmup)
                 drain(stack)
-            r = run_wrk(stack.url, path, n, seconds, server_pids=stack.pids)
+            r = run_wrk(stack.url, path, n, seconds, cpu_probe=stack.cpu)
             drain(stack)
             out[set_name][n] = r
-            flag = "" if r.all_correct else f"  WRONG/FAILED: {r.good_wrong}/{r.good_failed} {r.wrong_example}"
+            flag = "" if r.all_correct else (
+                f"  WRONG {r.good_wrong}, FAILED {r.good_failed}, bad not 4xx {r.bad_other}, socket errors "
+                f"{r.socket_errors}, statuses {r.statuses} {r.wrong_example}")
             print(f"  {stack.name:5} {set_name:5} N={n:<3} {r.throughput:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
                   f"p99 {r.p99_ms:7.1f} ms  wrk cpu {100 * r.wrk_cpu_s / r.seconds:4.1f}%  "
                   f"other load {100 * r.other_cpu_share:3.0f}%{flag}", flush=True)
@@ -236,13 +238,15 @@ def render(results: dict[str, Any], sets: Sequence[str], clients: Sequence[int])
     for name, info in systems.items():
         for set_name, runs in info["runs"].items():
             for n, r in runs.items():
+                per_request = {k: 1000 * v / max(1, r.requests) for k, v in r.server_cpu.items()}
+                split = "/".join(f"{per_request[k]:.1f}" for k in ("wrapper", "frontend", "worker")
+                                 if k in per_request) or "-"
                 check_rows.append([name, set_name, n, r.requests, r.good_ok, r.good_wrong, r.good_failed,
-                                   sum(r.errors.values()), round(100 * r.wrk_cpu_s / r.seconds, 1),
-                                   round(r.server_cpu_s / max(1, r.requests) * 1000, 2),
-                                   round(100 * r.other_cpu_share)])
+                                   r.socket_errors, round(100 * r.wrk_cpu_s / r.seconds, 1),
+                                   round(sum(per_request.values()), 1), split, round(100 * r.other_cpu_share)])
     lines += ["\nanswers checked (every one against the raw model's label) and what the load cost",
               table(["system", "set", "N", "requests", "right", "wrong", "failed", "socket err", "wrk cpu %",
-                     "server cpu ms/req", "other load %"], check_rows)]
+                     "server cpu ms/req", "wrapper/java/worker", "other load %"], check_rows)]
 
     ours = systems.get("ours")
     if ours and ours.get("mixed") is not None:

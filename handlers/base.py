@@ -18,13 +18,17 @@ Only the stable ``ts`` context API is used, so the same code runs on TorchServe 
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -65,6 +69,34 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ValueError(f"{path} must hold a JSON object")
     return config
+
+
+def import_file(path: Path, name: str) -> ModuleType:
+    """Import the Python file ``path`` as module ``name``: by path, so nothing else on sys.path stands in for it."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def defined_subclass(module: ModuleType, parent: type, what: str, hint: str = "") -> type:
+    """The one subclass of ``parent`` that ``module`` itself defines; raise ValueError for none or several."""
+    found = [
+        cls
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, parent) and cls is not parent and cls.__module__ == module.__name__
+    ]
+    if len(found) != 1:
+        names = ", ".join(cls.__name__ for cls in found) or "none"
+        raise ValueError(f"{module.__file__} must define exactly one {what} subclass (found: {names}){hint}")
+    return found[0]
 
 
 def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:

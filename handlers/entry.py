@@ -11,8 +11,6 @@ ImportError as one of its built-in handlers, which would bury the real error.
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import inspect
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -50,45 +48,22 @@ def load_service(context: Any) -> Any:
     if task == "custom":
         if not config.get("custom_handler"):
             raise ValueError(f"{base.CONFIG_FILE}: task custom needs custom_handler (the handler file)")
-        module = _import_file(model_dir / config["custom_handler"])
+        module = _import_custom(model_dir / config["custom_handler"], base)
     elif task in TASK_MODULES:
         module = importlib.import_module(f"{PACKAGE}.{TASK_MODULES[task]}")
     else:
         raise ValueError(f"{base.CONFIG_FILE}: unknown task {task!r}; expected one of {sorted(TASK_MODULES)} or custom")
-    service = handler_class(module, base.BaseHandler)()
+    service = base.defined_subclass(module, base.BaseHandler, "BaseHandler")()
     service.initialize(context)
     return service
 
 
-def handler_class(module: ModuleType, base: type) -> type:
-    """The one subclass of ``base`` defined in ``module``; raise ValueError for none or several."""
-    found = [
-        cls
-        for _, cls in inspect.getmembers(module, inspect.isclass)
-        if issubclass(cls, base) and cls is not base and cls.__module__ == module.__name__
-    ]
-    if len(found) != 1:
-        names = ", ".join(cls.__name__ for cls in found) or "none"
-        raise ValueError(f"{module.__file__} must define exactly one subclass of {base.__name__} (found: {names})")
-    return found[0]
-
-
-def _import_file(path: Path) -> ModuleType:
-    # Import by path, so a same-named module elsewhere on sys.path cannot stand in for the user's file.
+def _import_custom(path: Path, base: ModuleType) -> ModuleType:
+    # Under its own name (pickles and tracebacks say "handler"), but by path and never over another module.
     name = path.stem
     existing = sys.modules.get(name)
     if existing is not None:
         if Path(getattr(existing, "__file__", "") or "").resolve() == path.resolve():
             return existing
         raise ValueError(f"the custom handler {path.name} shadows the module {name!r}; rename the file")
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"cannot import the custom handler {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+    return base.import_file(path, name)

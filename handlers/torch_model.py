@@ -5,13 +5,14 @@ Shared by the tensor and image-classification handlers (and free for custom hand
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from .base import defined_subclass, import_file
 
 
 def load_torch_model(
@@ -65,18 +66,7 @@ def module_class(module: ModuleType, name: str | None) -> type[torch.nn.Module]:
         if not (inspect.isclass(cls) and issubclass(cls, torch.nn.Module)):
             raise ValueError(f"{module.__file__} defines no nn.Module named {name!r}")
         return cls
-    found = [
-        cls
-        for _, cls in inspect.getmembers(module, inspect.isclass)
-        if issubclass(cls, torch.nn.Module) and cls.__module__ == module.__name__
-    ]
-    if len(found) != 1:
-        names = ", ".join(cls.__name__ for cls in found) or "none"
-        raise ValueError(
-            f"{module.__file__} must define exactly one nn.Module subclass (found: {names}); name the class "
-            "to use (model_class)"
-        )
-    return found[0]
+    return defined_subclass(module, torch.nn.Module, "nn.Module", hint="; name the class to use (model_class)")
 
 
 def _import_model_file(path: Path) -> ModuleType:
@@ -84,11 +74,4 @@ def _import_model_file(path: Path) -> ModuleType:
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.append(folder)
-    name = f"mar_build_model_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"cannot import the model file {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_file(path, f"mar_build_model_{path.stem}")

@@ -4,8 +4,8 @@ A prepare script names its inputs (its data files, itself, the values it reads f
 versions that shape the result) and a function that writes the model folder and returns what it measured.
 ``run()`` hashes the inputs; when the stamp beside the model folder (``.prepared``) records the same digest and
 the folder still holds the files the stamp lists, nothing runs. Otherwise the folder is written into a temp
-sibling and swapped in, and the stamp is written last: an interrupted run leaves the old folder without a valid
-stamp (so the next run redoes it), never a half-written folder that looks current.
+sibling and swapped in, and the stamp is written last: a failed or interrupted run leaves the previous folder
+with the stamp of its own inputs, or no stamp at all, never a half-written folder that looks current.
 
 Sample scripts print what they do: they are what a person runs, not library code.
 """

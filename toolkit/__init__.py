@@ -36,6 +36,11 @@ _LAZY = {
     "init": "._init",
     "build": "._build",
     "build_many": "._build",
+    "BuildResult": "._build",
+    "CheckReport": "._check",
+    "LocalPredictor": "._serve",
+    "StageResult": "._stage",
+    "DeployResult": "._deploy",
     "inspect": "._inspect",
     "check": "._check",
     "serve": "._serve",
@@ -52,15 +57,15 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from ._build import build, build_many
-    from ._check import check
+    from ._build import BuildResult, build, build_many
+    from ._check import CheckReport, check
     from ._client import AsyncClient, Client
-    from ._deploy import delete, deploy, status
+    from ._deploy import DeployResult, delete, deploy, status
     from ._init import init
     from ._inspect import inspect
     from ._render import Manifests, PvcRequest, S3Credentials, render
-    from ._serve import serve
-    from ._stage import stage
+    from ._serve import LocalPredictor, serve
+    from ._stage import StageResult, stage
 
 
 def __getattr__(name: str) -> Any:
@@ -79,10 +84,14 @@ def __dir__() -> list[str]:
 __all__ = [
     "ArchiveError",
     "AsyncClient",
+    "BuildResult",
+    "CheckReport",
     "Client",
     "DeployError",
+    "DeployResult",
     "KServeSettings",
     "LayoutError",
+    "LocalPredictor",
     "Manifests",
     "ModelSpec",
     "PredictError",
@@ -94,6 +103,7 @@ __all__ = [
     "ServerSettings",
     "ServingSettings",
     "SpecError",
+    "StageResult",
     "StagingError",
     "TemplateError",
     "ToolkitError",

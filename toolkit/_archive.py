@@ -136,6 +136,8 @@ def write_archive(
     tmp = Path(tmp_name)
     written = 0
     try:
+        # mkstemp makes the file 0600; the pod's user (1000 in KServe's runtime) must be able to read it.
+        os.fchmod(fd, public_mode(0o644))
         with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", allowZip64=True) as zf:
             for m in all_members:
                 written = _write_member(zf, m, written, total, progress)
@@ -174,6 +176,13 @@ def _write_member(zf: zipfile.ZipFile, m: Member, written: int, total: int, prog
     if progress:
         progress(written, total)
     return written
+
+
+def public_mode(mode: int) -> int:
+    """``mode`` less the process umask, as open() would give a new file or folder."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
 
 
 def copy_atomic(source: Path, target: Path) -> None:

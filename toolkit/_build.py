@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._archive import Member, folder_members, handler_members, manifest_json, write_archive
+from ._archive import Member, folder_members, handler_members, manifest_json, public_mode, write_archive
 from ._errors import LayoutError, SpecError
 from ._layout import CONFIG_RELPATH, MODEL_STORE, Layout, read_layout
 from ._resources import handlers_dir
@@ -349,6 +349,7 @@ def _write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, public_mode(0o644))  # not mkstemp's 0600: the pod reads it as another user
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -389,6 +390,7 @@ def _build_new(
     layout_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{layout_path.name}.", suffix=".tmp", dir=layout_path.parent))
     try:
+        tmp.chmod(public_mode(0o755))  # mkdtemp's 0700 would travel with the layout to a PVC
         archive = tmp / MODEL_STORE / f"{spec.name}.mar"
         size = write_archive(archive, members, manifest=manifest, build_info=build_info, progress=progress)
         text = render_config(

@@ -20,6 +20,7 @@ from ._layout import Layout, read_archive, read_layout
 WRAPPER_KEYS = ("inference_address", "management_address", "grpc_inference_port", "model_store", "model_snapshot")
 SNAPSHOT_KEYS = ("defaultVersion", "marName", "minWorkers", "maxWorkers", "batchSize", "maxBatchDelay")
 POD_MODEL_STORE = "/mnt/models/model-store"
+POD_INFERENCE_PORT = 8085
 WRAPPER_HTTP_PORT = 8080
 WRAPPER_GRPC_PORT = 8081
 TS_DEFAULT_MAX_REQUEST = 6553500
@@ -174,6 +175,12 @@ def _check_ports(layout: Layout, report: CheckReport) -> None:
                 "to start beside it",
                 "use 8085 for inference and management",
             )
+    if ports.get("inference_address") not in (None, POD_INFERENCE_PORT, WRAPPER_HTTP_PORT, WRAPPER_GRPC_PORT):
+        report._warn(
+            f"inference_address uses port {ports['inference_address']}; the wrapper in KServe's default 0.9.0 image "
+            f"forwards predictions to port {POD_INFERENCE_PORT} whatever this file says",
+            f"use inference_address=http://0.0.0.0:{POD_INFERENCE_PORT}",
+        )
     if ports.get("metrics_address") is not None and ports.get("metrics_address") != 8082:
         report._warn(
             f"metrics_address uses port {ports['metrics_address']}; the runtime's Prometheus annotations scrape 8082",

@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ._check import check
-from ._errors import LayoutError, ServeError
+from ._errors import ArchiveError, LayoutError, ServeError
 from ._layout import CONFIG_RELPATH, MODEL_STORE, read_archive, read_layout
 
 log = logging.getLogger("toolkit.serve")
@@ -137,6 +136,13 @@ class LocalPredictor:
         """Process (and process group) ids of what this predictor started: ``torchserve`` and ``wrapper``."""
         return {"torchserve": self._torchserve.pid, "wrapper": self._wrapper.pid}
 
+    def process_ids(self) -> list[int]:
+        """Every live process it runs: TorchServe (launcher, Java frontend, Python workers) and the wrapper."""
+        ids: list[int] = []
+        for proc in (self._torchserve, self._wrapper):
+            ids += group_members(proc.pid) or ([proc.pid] if proc.poll() is None else [])
+        return ids
+
     @property
     def running(self) -> bool:
         return not self._stopped.is_set() and self._torchserve.poll() is None and self._wrapper.poll() is None
@@ -186,8 +192,9 @@ class LocalPredictor:
         return f"<LocalPredictor {state} {self.url} models={self.models}>"
 
 
-# A notebook kernel that exits normally stops what it started.
-_LIVE: weakref.WeakSet[LocalPredictor] = weakref.WeakSet()
+# A notebook kernel that exits normally stops what it started. Strong references: a handle dropped without
+# stop() must still be found here (the wrapper's watchdog covers a kernel that is killed).
+_LIVE: set[LocalPredictor] = set()
 
 
 @atexit.register
@@ -211,6 +218,7 @@ def serve(
     workdir: str | Path | None = None,
     mount: str | Path | None = None,
     startup_timeout: float = 300.0,
+    torchserve: str | Path | None = None,
     on_event: OnEvent | None = None,
 ) -> LocalPredictor:
     """Start TorchServe and the kserve wrapper on a layout, as the predictor pod does; return when every model is ready.
@@ -220,14 +228,16 @@ def serve(
     ``mount`` the folder where the claim is mounted. ``port``/``host``: the wrapper's HTTP address (the pod's 8080);
     ``grpc_port`` turns on kserve's gRPC server. ``ts_ports="free"`` moves TorchServe's ports to free loopback ports
     in a run copy of config.properties; ``"config"`` keeps the file's ports. ``workdir`` keeps the run folder (config
-    copy, logs) instead of a temporary one removed at stop. ``on_event`` receives ServeEvents.
+    copy, logs) instead of a temporary one removed at stop. ``torchserve`` is the `torchserve` script to run
+    (e.g. from a venv with the TorchServe release of the pod's image, 0.9.0); default: the one beside this Python.
+    ``on_event`` receives ServeEvents.
 
     Raises LayoutError when the layout fails `check`, ServeError for missing Java, a port in use, a model that fails
     to load or TorchServe not ready within ``startup_timeout`` seconds (with the log lines that explain it).
     """
     emit = _emitter(on_event)
     _check_java()
-    torchserve_exe = _find_torchserve()
+    torchserve_exe = _find_torchserve(torchserve)
     _check_port(host, port, "the wrapper's HTTP port", "pass another port (--port)")
     if grpc_port is not None:
         _check_port(host, grpc_port, "the wrapper's gRPC port", "pass another port (--grpc-port)")
@@ -248,7 +258,7 @@ def serve(
             cleanup.append(run_dir)
         else:
             run_dir = Path(workdir).resolve()
-            run_dir.mkdir(parents=True, exist_ok=True)
+            _reuse_workdir(run_dir)
         for sub in ("logs", "tmp"):
             (run_dir / sub).mkdir(exist_ok=True)
         run = _Run(run_dir, kept=workdir is not None)
@@ -304,6 +314,25 @@ def serve(
         raise
 
 
+def _reuse_workdir(run_dir: Path) -> None:
+    """Make a caller's run folder ready: refuse one a running TorchServe uses, else drop a previous run's logs/tmp."""
+    pid_file = run_dir / "tmp" / ".model_server.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        cmdline = b""
+    if b"org.pytorch.serve.ModelServer" in cmdline:
+        raise ServeError(
+            f"{run_dir} is the run folder of a TorchServe that is still running (pid {pid})",
+            hint="stop that one first (Ctrl-C in its terminal, or predictor.stop()), or pass another workdir",
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Old logs would be read as this run's (a worker that died last time is not dying now).
+    for sub in ("logs", "tmp"):
+        shutil.rmtree(run_dir / sub, ignore_errors=True)
+
+
 def _emitter(on_event: OnEvent | None) -> OnEvent:
     def emit(event: ServeEvent) -> None:
         log.info("%s", event.message)
@@ -344,7 +373,13 @@ def java_major(version_output: str) -> int | None:
     return int(match.group(2) or 0) if major == 1 else major
 
 
-def _find_torchserve() -> str:
+def _find_torchserve(given: str | Path | None = None) -> str:
+    if given is not None:
+        path = Path(given)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ServeError(f"{path} is not an executable torchserve script",
+                             hint="pass the `torchserve` from the bin/ folder of the environment that has it")
+        return str(path)
     # The script next to this interpreter first: its workers then run in the same environment as the toolkit.
     beside = Path(sys.executable).parent / "torchserve"
     exe = str(beside) if beside.is_file() else shutil.which("torchserve")
@@ -466,7 +501,7 @@ def _archive_versions(entries: Sequence[Any], layout: Path) -> dict[str, str | N
     for entry in entries:
         try:
             versions[entry.name] = read_archive(layout / MODEL_STORE / str(entry.mar_name)).version
-        except Exception:
+        except ArchiveError:
             versions[entry.name] = None
     return versions
 
@@ -617,15 +652,12 @@ def _start_wrapper(
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _group_alive(pgid: int) -> bool:
-    """True while a live (non-zombie) process is in the process group."""
+def group_members(pgid: int) -> list[int] | None:
+    """Live (non-zombie) processes in a process group, from /proc; None where there is no /proc (macOS)."""
     proc = Path("/proc")
     if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+        return None
+    members = []
     for stat in proc.glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -633,8 +665,19 @@ def _group_alive(pgid: int) -> bool:
             continue
         # after "pid (comm)": state ppid pgrp ...
         if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+            members.append(int(stat.parent.name))
+    return sorted(members)
+
+
+def _group_alive(pgid: int) -> bool:
+    members = group_members(pgid)
+    if members is not None:
+        return bool(members)
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _stop_process(proc: subprocess.Popen[bytes], what: str, grace: float = STOP_GRACE_S) -> None:

@@ -284,6 +284,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     for model in models:
         server.register_model(model)
+    # kserve's timing middleware and httpx log a line per request at INFO: at hundreds of requests per second
+    # that is CPU the models need. The access log (uvicorn.access) stays, as in the pod.
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     stop = threading.Event()
     threading.Thread(target=poll_readiness, args=(models, args.poll_interval, stop), daemon=True).start()

@@ -44,12 +44,10 @@ class WineHandler(BaseHandler):
         missing = [name for name in self.features if name not in instance]
         unknown = sorted(set(instance) - set(self.features))
         if missing or unknown:
-            problems = []
-            if missing:
-                problems.append(f"missing {', '.join(missing)}")
-            if unknown:
-                problems.append(f"unknown {', '.join(unknown)}")
-            raise BadInstance(f"{'; '.join(problems)} (the features are: {', '.join(self.features)})")
+            problems = [f"missing {', '.join(missing)}"] if missing else []
+            if unknown:  # most likely a misspelling: say what the names are
+                problems.append(f"unknown {', '.join(unknown)} (the features are: {', '.join(self.features)})")
+            raise BadInstance("; ".join(problems))
         values = []
         for name in self.features:
             value = instance[name]

@@ -214,6 +214,17 @@ def test_sizes_follow_the_task(write_spec, hf_folder: Path, tensor_spec, tmp_pat
     assert spec.default_sizes()[0] == 1000
 
 
+def test_layout_is_readable_by_the_pods_user(tensor_spec, tmp_path: Path) -> None:
+    """KServe's runtime runs as user 1000: nothing may keep mkstemp's 0600 or mkdtemp's 0700."""
+    result = build(tensor_spec(), tmp_path / "l")
+    build(tensor_spec("b", name="second"), result.layout)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [result.layout, *result.layout.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o755 if path.is_dir() else 0o644) & ~umask, (path, oct(mode))
+
+
 def test_layout_reads_back(tensor_spec, tmp_path: Path) -> None:
     result = build(tensor_spec(), tmp_path / "l")
     layout = read_layout(result.layout)

@@ -43,6 +43,7 @@ def test_a_built_layout_is_clean(layout: Path) -> None:
         (r"^disable_token_authorization=.*\n", "", "error", "token authorization is left on"),
         (r"^inference_address=.*$", "inference_address=http://0.0.0.0:8080", "error", "port 8080"),
         (r"^management_address=.*$", "management_address=http://0.0.0.0:8081", "warning", "port 8081"),
+        (r"^inference_address=.*$", "inference_address=http://0.0.0.0:9000", "warning", "forwards predictions to"),
         (r"^metrics_address=.*$", "metrics_address=http://0.0.0.0:7070", "error", "share port 7070"),
         (r"^metrics_mode=.*$", "metrics_format=prometheus", "warning", "metrics_format is a dead key"),
         (r"^enable_envvars_config=false$", "enable_envvars_config=true", "error", "batchSize 16 with the stock"),

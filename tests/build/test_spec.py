@@ -27,7 +27,8 @@ def test_loads_every_section(tensor_spec) -> None:
 
 
 def test_overrides_win_over_the_file(tensor_spec) -> None:
-    spec = load_spec(tensor_spec(serving={"batch_size": 8}), {"serving.batch_size": 2, "name": "other", "version": None})
+    overrides = {"serving.batch_size": 2, "name": "other", "version": None}
+    spec = load_spec(tensor_spec(serving={"batch_size": 8}), overrides)
     assert spec.serving.batch_size == 2 and spec.name == "other" and spec.version == "1.0"
 
 

@@ -10,6 +10,7 @@ otherwise or when JSON failed to parse). The context is a stand-in with only the
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import io
 import json
 import shutil
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ts.protocol import otf_message_handler
@@ -202,6 +204,16 @@ def assemble(
     }
     (root / "mar_build.json").write_text(json.dumps(config), encoding="utf-8")
     return root
+
+
+def model_source(path: Path, text: str) -> ModuleType:
+    """Write a model's .py file (a user's model_file) and import it here too, to build its reference weights."""
+    path.write_text(text, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"reference_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _archive_modules() -> list[str]:

@@ -185,7 +185,7 @@ def test_entry_names_a_missing_task_module_or_an_ambiguous_custom_handler(archiv
     with pytest.raises(ValueError, match="unknown task 'translation'"):
         archive("translation")
     two = SCALER + "\n\nclass Other(Scaler):\n    pass\n"
-    with pytest.raises(ValueError, match=r"exactly one subclass of BaseHandler \(found: Other, Scaler\)"):
+    with pytest.raises(ValueError, match=r"exactly one BaseHandler subclass \(found: Other, Scaler\)"):
         archive("custom", custom_handler=two)
     with pytest.raises(ValueError, match=r"found: none"):
         archive("custom", custom_handler="X = 1\n")

@@ -6,14 +6,13 @@ Expected scores come from the same weights fed images preprocessed here independ
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from handler_harness import raw, v1
+from handler_harness import model_source, raw, v1
 from PIL import Image
 
 NET = """
@@ -60,10 +59,7 @@ def prepared(data: bytes, size=(8, 10), mean=OPTIONS["mean"], std=OPTIONS["std"]
 @pytest.fixture(scope="module")
 def eager(tmp_path_factory) -> dict[str, object]:
     folder = tmp_path_factory.mktemp("net")
-    (folder / "net.py").write_text(NET)
-    spec = importlib.util.spec_from_file_location("tiny_conv_net", folder / "net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = model_source(folder / "net.py", NET)
     torch.manual_seed(3)
     net = module.TinyConvNet().eval()
     torch.save(net.state_dict(), folder / "weights.pt")

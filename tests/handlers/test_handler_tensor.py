@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
-from handler_harness import raw, v1
+from handler_harness import model_source, raw, v1
 
 NET = """
 import torch
@@ -27,10 +26,7 @@ class Regressor(nn.Module):
 @pytest.fixture(scope="module")
 def regressor(tmp_path_factory) -> dict[str, object]:
     folder = tmp_path_factory.mktemp("regressor")
-    (folder / "net.py").write_text(NET)
-    spec = importlib.util.spec_from_file_location("regressor_net", folder / "net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = model_source(folder / "net.py", NET)
     torch.manual_seed(7)
     net = module.Regressor().eval()
     torch.save(net.state_dict(), folder / "state.pth")

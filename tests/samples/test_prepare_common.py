@@ -95,11 +95,15 @@ def test_two_runs_for_one_folder_take_turns(tmp_path: Path) -> None:
         release.wait(10)
         return build(out)
 
-    results: list[Any] = []
-    first = threading.Thread(target=lambda: results.append(common.prepare(tmp_path / "model", "d", slow_build)))
+    results: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        results[name] = common.prepare(tmp_path / "model", "d", slow_build)
+
+    first = threading.Thread(target=run, args=("first",))
     first.start()
     assert started.wait(10)
-    second = threading.Thread(target=lambda: results.append(common.prepare(tmp_path / "model", "d", slow_build)))
+    second = threading.Thread(target=run, args=("second",))
     second.start()
     second.join(0.5)
     assert second.is_alive(), "the second run waits for the first to finish"
@@ -107,7 +111,7 @@ def test_two_runs_for_one_folder_take_turns(tmp_path: Path) -> None:
     first.join(10)
     second.join(10)
     assert build.calls == 1
-    assert [r.skipped for r in results] == [False, True]
+    assert (results["first"].skipped, results["second"].skipped) == (False, True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".prepared", "model"]
 
 

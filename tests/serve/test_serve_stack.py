@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import re
+from pathlib import Path
 
 import httpx
 import pytest
-from serve_support import Stack, TinyModel, assert_rows_close
+from serve_support import Stack, TinyModel, assert_rows_close, free_port
+
+from toolkit import ServeError
+from toolkit._serve import serve
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +132,21 @@ def test_progress_events(stack: Stack) -> None:
                for e in ready.values())
     ports = next(e for e in stack.events if e.kind == "ports")
     assert "inference_address 8085 -> " in str(ports)
+
+
+def test_the_handle_is_non_blocking_and_knows_its_processes(stack: Stack) -> None:
+    p = stack.predictor
+    assert p.wait(timeout=0.1) is False and p.running
+    commands = []
+    for pid in p.process_ids():
+        with contextlib.suppress(OSError):
+            commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    assert any("org.pytorch.serve.ModelServer" in c for c in commands)  # TorchServe's Java frontend
+    assert sum("model_service_worker" in c for c in commands) == 2  # one Python worker per model
+    assert any("toolkit._wrapper" in c for c in commands)
+
+
+def test_a_run_folder_in_use_is_refused(stack: Stack) -> None:
+    with pytest.raises(ServeError, match="is the run folder of a TorchServe that is still running"):
+        serve(stack.layout, port=free_port(), workdir=stack.run_dir)
+    assert stack.predictor.log_path.is_file()  # the running stack's logs are left alone

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from toolkit._layout import parse_properties
-from toolkit._serve import WorkerLog, _free_port_config, _log_tail, explain_death, port_free
+from toolkit._serve import WorkerLog, _free_port_config, _log_tail, _reuse_workdir, explain_death, port_free
 from toolkit._wrapper import read_wrapper_config, worker_ready
+
+REPO = Path(__file__).resolve().parents[2]
 
 CONFIG = """\
 # a comment with no equals sign
@@ -147,3 +151,28 @@ def test_port_free_sees_a_listener() -> None:
         port = s.getsockname()[1]
         assert not port_free("127.0.0.1", port)
     assert port_free("127.0.0.1", port)
+
+
+def test_the_wrapper_process_does_not_import_torch() -> None:
+    code = "import sys, toolkit._wrapper; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
+
+
+def test_importing_the_wrapper_leaves_the_command_line_alone() -> None:
+    # kserve.model_server parses sys.argv at import; ours (or pytest's) must not be read as kserve's options.
+    code = ("import sys; sys.argv[1:] = ['--config', 'x', '--http_port', '1']; import toolkit._wrapper as w; "
+            "print(sys.argv[1:], w._model_server.args.http_port)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "['--config', 'x', '--http_port', '1'] 8080"
+
+
+def test_a_reused_run_folder_starts_without_the_last_runs_logs(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "model_log.log").write_text(log_line("W-9000-m_1.0", "Backend worker process died."))
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / ".model_server.pid").write_text("999999999")  # no such process
+    (tmp_path / "keep.txt").write_text("mine")
+    _reuse_workdir(tmp_path)
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "tmp").exists()
+    assert (tmp_path / "keep.txt").read_text() == "mine"

@@ -59,10 +59,12 @@ def _show_endpoints(predictor: LocalPredictor, as_json: bool) -> None:
               help="Keep the run folder (config copy, TorchServe's logs) here instead of a temporary one.")
 @click.option("--timeout", "startup_timeout", type=click.FloatRange(1), default=300.0, show_default=True,
               help="Seconds for TorchServe to start and every model to become ready.")
+@click.option("--torchserve", "torchserve", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The torchserve script to run, e.g. from a venv with the pod image's TorchServe 0.9.0.")
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoints as one JSON line.")
 def serve_command(
     source: str, port: int, host: str, grpc_port: int | None, ts_ports: str, mount: Path | None,
-    workdir: Path | None, startup_timeout: float, as_json: bool,
+    workdir: Path | None, startup_timeout: float, torchserve: Path | None, as_json: bool,
 ) -> None:
     """Serve a layout locally exactly like KServe's predictor pod, until Ctrl-C.
 
@@ -79,7 +81,8 @@ def serve_command(
     try:
         predictor = serve(
             source, port=port, host=host, grpc_port=grpc_port, ts_ports="config" if ts_ports == "config" else "free",
-            mount=mount, workdir=workdir, startup_timeout=startup_timeout, on_event=_show_event,
+            mount=mount, workdir=workdir, startup_timeout=startup_timeout, torchserve=torchserve,
+            on_event=_show_event,
         )
     except KeyboardInterrupt:
         click.echo("interrupted: stopped", err=True)
