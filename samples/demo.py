@@ -58,8 +58,9 @@ def main() -> int:
         text = instance["data"] if isinstance(instance, dict) else instance
         print(f"  {prediction!s:<12} <- {text}")
     print(f"\ndone in {time.perf_counter() - started:.1f} s; the server is stopped.")
+    sample = (SAMPLE / "sample.json").relative_to(REPO)
     print(f"next: mar-build serve {result.layout.relative_to(REPO)}  and  "
-          f"mar-build predict http://localhost:8080 -m {result.name} --data {(SAMPLE / 'sample.json').relative_to(REPO)}")
+          f"mar-build predict http://localhost:8080 -m {result.name} --data {sample}")
     return 0
 
 

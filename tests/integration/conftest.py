@@ -2,7 +2,7 @@
 
 ``served`` (module scope, one param per sample): prepare.py run once, the sample built with batchSize 8 into a
 temporary layout, ``toolkit._serve.serve`` on it (TorchServe + the kserve wrapper), the right answers
-(samples_support.Case), and a route for it on ``gateway`` (session scope), a Host-routing proxy that demands a
+(integration_support.Case), and a route for it on ``gateway`` (session scope), a Host-routing proxy that demands a
 session cookie, as Kubeflow's ingress does. One stack runs at a time: tests are grouped by sample.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from gateway import Gateway
-from samples_support import CASES, SAMPLE_FOLDERS, SAMPLES, SESSION, Served
+from integration_support import CASES, SAMPLE_FOLDERS, SAMPLES, SESSION, Served
 
 from toolkit._build import build
 from toolkit._serve import serve

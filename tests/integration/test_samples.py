@@ -14,7 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from gateway import Gateway
-from samples_support import SESSION, Served
+from integration_support import SESSION, Served
 
 from toolkit import PredictError
 from toolkit._cli import cli
