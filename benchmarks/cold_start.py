@@ -183,11 +183,11 @@ def cold_start(sample: str, work: Path) -> dict[str, Any]:
         "ready seen": _span(marks["load_done"], ready_wall),
         "serve() total": round(ready_s, 2),
         "first answer": round(first_s, 2),
-        "first forward": round(marks["first_prediction_ms"] / 1000, 3) if marks["first_prediction_ms"] else None,
+        "first forward": round(marks["first_prediction_ms"] / 1000, 4) if marks["first_prediction_ms"] else None,
         "to first answer": round(ready_s + first_s, 2),
     }
     return {
-        "sample": sample, "model": result.name, "archive_mb": round(result.archive_size / 1e6, 1),
+        "sample": sample, "model": result.name, "archive_mb": round(result.archive_size / 1e6, 2),
         "build_s": round(build_s, 2), "parts_s": parts, "answer_ok": ok, "answer_detail": detail,
         "burst_statuses": sorted(set(statuses)), "workers": len(workers), "worker_peak_rss_mb": rss,
         "model_loads": loads, "loaded_once_per_worker": loads == len(workers), "t0": t0_wall,
@@ -215,12 +215,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         p = r["parts_s"]
         print(f"  {sample}: first answer after {p['to first answer']} s ({r['answer_detail']})", flush=True)
         rows.append([sample, r["archive_mb"], p["torchserve up"], p["archive extract"], p["worker start"],
-                     p["model load"], p["ready seen"], p["first answer"], p["first forward"], p["to first answer"],
+                     p["model load"], p["ready seen"], p["first answer"],
+                     None if p["first forward"] is None else round(1000 * p["first forward"], 1), p["to first answer"],
                      "yes" if r["answer_ok"] else "NO", max(r["worker_peak_rss_mb"], default=None),
                      f"{r['model_loads']}/{r['workers']}"])
     report = "\n".join([
         "\ncold start: serve() to the first correct answer, seconds (parts from TorchServe's log)",
-        table(["sample", "mar MB", "ts up", "extract", "worker", "load", "ready seen", "1st answer", "1st fwd",
+        table(["sample", "mar MB", "ts up", "extract", "worker", "load", "ready seen", "1st answer", "1st fwd ms",
                "total", "correct", "peak RSS MiB", "loads/workers"], rows),
         load_note(),
     ])

@@ -29,18 +29,21 @@ from ._load import LoadResult, run_wrk
 from .serving import bodies_file, drain, references
 
 PY_SPY = _stacks.BENTO_VENV / "bin" / "py-spy"
-_REPEATS = re.compile(r"Flushing req\.cmd PREDICT repeats (\d+)")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def batches(log: Path, offset: int) -> tuple[list[int], int]:
-    """Batch sizes TorchServe sent to the worker since byte ``offset`` of ts_log.log, and the new offset."""
+    """Batch sizes the worker ran since byte ``offset`` of ts_log.log, and the new offset.
+
+    TorchServe logs one PredictionTime metric per batch, tagged with the ids of the batch's requests.
+    """
     with log.open("rb") as f:
         f.seek(offset)
         text = f.read().decode(errors="replace")
         end = f.tell()
-    # log4j may write a line twice (console and file appenders to the same file): keep distinct timestamps
-    seen = {line for line in text.splitlines() if "Flushing req.cmd PREDICT" in line}
-    return [int(m.group(1)) for line in seen if (m := _REPEATS.search(line))], end
+    # log4j writes some lines twice (two appenders on one file): the request ids make each batch's line unique
+    seen = {line for line in text.splitlines() if "PredictionTime.Milliseconds" in line}
+    return [len(_UUID.findall(line.split("|#hostname:", 1)[-1])) for line in seen], end
 
 
 def measure(label: str, layout: Path, run_dir: Path, data: Path, seconds: float,
@@ -65,15 +68,17 @@ def measure(label: str, layout: Path, run_dir: Path, data: Path, seconds: float,
 
 
 # ---- py-spy ----------------------------------------------------------------------------------------------------
-CATEGORIES = [  # first match wins; matched against the whole stack, innermost frames first
-    ("tokenizer", ("tokenization_utils", "tokenizers", "tokenize (")),
-    ("model forward", ("modeling_", "torch/nn/modules", "forward (")),
-    ("json", ("json/", "json.", "_json")),
-    ("torchserve protocol", ("otf_message_handler", "model_service_worker", "protocol/")),
-    ("handler envelope", ("mar_build_handlers", "_parse (", "_body (", "_encode (", "_fail (")),
-    ("http (wrapper)", ("uvicorn", "h11", "httpx", "httpcore", "starlette", "fastapi", "anyio", "asyncio")),
-    ("kserve (wrapper)", ("kserve",)),
+CATEGORIES = [  # a sample counts for the category of its innermost frame that names one
     ("logging", ("logging/",)),
+    ("json", ("json/", "orjson")),
+    ("tokenizer", ("tokenization_utils", "tokenizers", "tokenize (")),
+    ("model forward", ("modeling_", "torch/nn/modules")),
+    ("handler (other)", ("mar_build_handlers", "mar_build_entry")),
+    ("torchserve worker protocol", ("ts/protocol/", "otf_message_handler", "model_service_worker", "ts/service")),
+    ("kserve model server", ("kserve/",)),
+    ("http client (httpx)", ("httpx", "httpcore")),
+    ("http server (uvicorn/fastapi)", ("uvicorn", "h11", "starlette", "fastapi")),
+    ("asyncio", ("asyncio/",)),
 ]
 
 
@@ -122,13 +127,11 @@ def categorise(path: Path, seconds: float) -> dict[str, Any]:
         stack, _, n = line.rpartition(" ")
         if not n.isdigit():
             continue
-        frames = stack.split(";")
-        inner_first = ";".join(reversed(frames))
-        category = "other"
-        for name, needles in CATEGORIES:
-            if any(needle in inner_first for needle in needles):
-                category = name
-                break
+        category = next(
+            (name for frame in reversed(stack.split(";")) for name, needles in CATEGORIES
+             if any(needle in frame for needle in needles)),
+            "other",
+        )
         counts[category] += int(n)
         total += int(n)
     return {

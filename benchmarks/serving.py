@@ -21,7 +21,7 @@ writes benchmarks/results/serving-*.json.
 from __future__ import annotations
 
 import argparse
-import gc
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -72,25 +72,20 @@ def bodies_file(path: Path, set_name: str, labels: list[str], *, form: str, malf
 
 
 # ---- runs ------------------------------------------------------------------------------------------------------
-def load_runs(stack: _stacks.Stack, data: dict[str, Path], clients: Sequence[int], seconds: float,
-              warmup: float) -> dict[str, dict[int, LoadResult]]:
-    out: dict[str, dict[int, LoadResult]] = {}
-    for set_name, path in data.items():
-        out[set_name] = {}
-        for n in clients:
-            if warmup:
-                run_wrk(stack.url, path, n, warmup)
-                drain(stack)
-            r = run_wrk(stack.url, path, n, seconds, cpu_probe=stack.cpu)
-            drain(stack)
-            out[set_name][n] = r
-            flag = "" if r.all_correct else (
-                f"  WRONG {r.good_wrong}, FAILED {r.good_failed}, bad not 4xx {r.bad_other}, socket errors "
-                f"{r.socket_errors}, statuses {r.statuses} {r.wrong_example}")
-            print(f"  {stack.name:5} {set_name:5} N={n:<3} {r.throughput:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
-                  f"p99 {r.p99_ms:7.1f} ms  wrk cpu {100 * r.wrk_cpu_s / r.seconds:4.1f}%  "
-                  f"other load {100 * r.other_cpu_share:3.0f}%{flag}", flush=True)
-    return out
+def one_run(stack: _stacks.Stack, set_name: str, path: Path, n: int, seconds: float, warmup: float) -> LoadResult:
+    """Warm up, drain, measure ``n`` clients for ``seconds``, drain; print one line."""
+    if warmup:
+        run_wrk(stack.url, path, n, warmup)
+        drain(stack)
+    r = run_wrk(stack.url, path, n, seconds, cpu_probe=stack.cpu)
+    drain(stack)
+    flag = "" if r.all_correct else (
+        f"  WRONG {r.good_wrong}, FAILED {r.good_failed}, bad not 4xx {r.bad_other}, socket errors "
+        f"{r.socket_errors}, statuses {r.statuses} {r.wrong_example}")
+    print(f"  {stack.name:5} {set_name:5} N={n:<3} {r.throughput:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
+          f"p99 {r.p99_ms:7.1f} ms  wrk cpu {100 * r.wrk_cpu_s / r.seconds:4.1f}%  "
+          f"other load {100 * r.other_cpu_share:3.0f}%{flag}", flush=True)
+    return r
 
 
 def drain(stack: _stacks.Stack) -> None:
@@ -101,19 +96,11 @@ def drain(stack: _stacks.Stack) -> None:
     httpx.post(stack.url, content=body, headers={"content-type": "application/json"}, timeout=600)
 
 
-def run_raw(sets: Sequence[str], batch_sizes: Sequence[int], seconds: float) -> dict[str, dict[int, dict[str, Any]]]:
-    model = RawModel()
-    out: dict[str, dict[int, dict[str, Any]]] = {}
-    for set_name in sets:
-        out[set_name] = {}
-        for b in batch_sizes:
-            r = model.batched(texts(set_name), b, seconds)
-            out[set_name][b] = r
-            print(f"  raw   {set_name:5} b={b:<3} {r['throughput']:7.1f} texts/s  batch p50 {r['batch_ms_p50']:.1f} ms",
-                  flush=True)
-    del model
-    gc.collect()
-    return out
+def run_raw(model: RawModel, set_name: str, batch_size: int, seconds: float) -> dict[str, Any]:
+    r = model.batched(texts(set_name), batch_size, seconds)
+    print(f"  raw   {set_name:5} b={batch_size:<3} {r['throughput']:7.1f} texts/s  "
+          f"batch p50 {r['batch_ms_p50']:.1f} ms", flush=True)
+    return r
 
 
 def worker_report(stack: _stacks.Stack) -> dict[str, Any]:
@@ -155,37 +142,45 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data_v1 = {s: bodies_file(work / f"{s}-v1.lua", s, labels[s], form="v1") for s in sets}
     results: dict[str, Any] = {"settings": vars(args), "raw": {}, "systems": {}}
 
-    if "raw" in systems:
-        print("raw model, in process:", flush=True)
-        results["raw"] = run_raw(sets, clients, max(3.0, args.seconds / 2))
-
-    if "ours" in systems:
-        layout = _stacks.build_ours(work / "ours-layout")
-        with _stacks.ours(layout, work / "ours-run") as stack:
-            print(f"ours: {stack.url}", flush=True)
-            runs = load_runs(stack, data_v1, clients, args.seconds, args.warmup)
-            mixed = None
-            if not args.no_mixed:
-                mixed_set = sets[0]
-                path = bodies_file(work / "mixed.lua", mixed_set, labels[mixed_set], form="v1", malformed_every=10)
-                n = TARGET_CLIENTS if TARGET_CLIENTS in clients else max(clients)
-                print(f"  mixed load ({mixed_set} texts, 1 in 10 malformed):", flush=True)
-                mixed = load_runs(stack, {mixed_set: path}, [n], args.seconds, args.warmup)[mixed_set][n]
-            results["systems"]["ours"] = {"runs": runs, "mixed": mixed, **worker_report(stack)}
-
-    if "stock" in systems:
-        layout = _stacks.build_stock(work / "stock-layout")
-        with _stacks.stock(layout, work / "stock-run") as stack:
-            print(f"stock: {stack.url}", flush=True)
-            runs = load_runs(stack, data_v1, clients, args.seconds, args.warmup)
-            results["systems"]["stock"] = {"runs": runs, **worker_report(stack)}
-
-    if "bento" in systems:
-        data_bento = {s: bodies_file(work / f"{s}-bento.lua", s, labels[s], form="bento") for s in sets}
-        with _stacks.bento(work / "bento-run") as stack:
-            print(f"bento {stack.info['version']}: {stack.url}", flush=True)
-            runs = load_runs(stack, data_bento, clients, args.seconds, args.warmup)
-            results["systems"]["bento"] = {"runs": runs, **stack.info}
+    with contextlib.ExitStack() as running:
+        # Every server is up at once and the runs interleave (for each text set and N: raw, ours, stock, bento),
+        # so that a change in the machine's other load lands on all of them alike.
+        stacks: dict[str, _stacks.Stack] = {}
+        data: dict[str, dict[str, Path]] = {}
+        if "ours" in systems:
+            layout = _stacks.build_ours(work / "ours-layout")
+            stacks["ours"] = running.enter_context(_stacks.ours(layout, work / "ours-run"))
+            data["ours"] = data_v1
+        if "stock" in systems:
+            layout = _stacks.build_stock(work / "stock-layout")
+            stacks["stock"] = running.enter_context(_stacks.stock(layout, work / "stock-run"))
+            data["stock"] = data_v1
+        if "bento" in systems:
+            stacks["bento"] = running.enter_context(_stacks.bento(work / "bento-run"))
+            data["bento"] = {s: bodies_file(work / f"{s}-bento.lua", s, labels[s], form="bento") for s in sets}
+        for name, stack in stacks.items():
+            print(f"{name}: {stack.url} {stack.info.get('version', '')}", flush=True)
+        model = RawModel() if "raw" in systems else None
+        runs: dict[str, dict[str, dict[int, LoadResult]]] = {name: {s: {} for s in sets} for name in stacks}
+        for set_name in sets:
+            for n in clients:
+                if model is not None:
+                    results["raw"].setdefault(set_name, {})[n] = run_raw(model, set_name, n, max(3.0, args.seconds / 2))
+                for name, stack in stacks.items():
+                    runs[name][set_name][n] = one_run(stack, set_name, data[name][set_name], n, args.seconds,
+                                                      args.warmup)
+        for name, stack in stacks.items():
+            results["systems"][name] = {"runs": runs[name], **stack.info}
+            if name != "bento":
+                results["systems"][name].update(worker_report(stack))
+        if "ours" in stacks and not args.no_mixed:
+            mixed_set = sets[0]
+            path = bodies_file(work / "mixed.lua", mixed_set, labels[mixed_set], form="v1", malformed_every=10)
+            n = TARGET_CLIENTS if TARGET_CLIENTS in clients else max(clients)
+            print(f"mixed load ({mixed_set} texts, 1 in 10 malformed):", flush=True)
+            results["systems"]["ours"]["mixed"] = one_run(stacks["ours"], mixed_set, path, n, args.seconds,
+                                                          args.warmup)
+            results["systems"]["ours"].update(worker_report(stacks["ours"]))
 
     results["seconds_total"] = round(time.perf_counter() - started, 1)
     results["machine_before"] = before

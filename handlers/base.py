@@ -236,6 +236,10 @@ class BaseHandler:
         for explain, requests in passes.items():
             if requests:
                 self._serve(requests, explain, answers, context)
+        for idx, answer in enumerate(answers):
+            if not isinstance(answer, (bytes, bytearray)):
+                # Without it TorchServe sends no Content-Type at all, and raw /predictions callers guess.
+                context.set_response_content_type(idx, "application/json")
         return answers
 
     # ---- envelope ------------------------------------------------------------------------------------------

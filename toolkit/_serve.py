@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -41,6 +41,7 @@ import httpx
 from ._check import check
 from ._errors import ArchiveError, LayoutError, ServeError
 from ._layout import CONFIG_RELPATH, MODEL_STORE, read_archive, read_layout
+from ._ts_logs import WorkerLog, log_tail, plain_tail
 
 log = logging.getLogger("toolkit.serve")
 
@@ -58,7 +59,6 @@ TS_ADDRESS_DEFAULTS = {
 TS_GRPC_DEFAULTS = {"grpc_inference_port": 7070, "grpc_management_port": 7071}
 STOP_GRACE_S = 15.0
 POLL_S = 0.25
-LOG_TAIL = 25
 
 TsPorts = Literal["free", "config"]
 EventKind = Literal[
@@ -162,7 +162,7 @@ class LocalPredictor:
                 ("the kserve wrapper", self._wrapper, self.wrapper_log_path),
             ):
                 if proc.poll() is not None:
-                    tail = _log_tail(logfile) if name == "TorchServe" else _plain_tail(logfile)
+                    tail = log_tail(logfile) if name == "TorchServe" else plain_tail(logfile)
                     self.stop()
                     raise ServeError(f"{name} exited with status {proc.returncode}", log_tail=tail)
             if deadline is not None and time.monotonic() >= deadline:
@@ -278,21 +278,21 @@ def serve(
         config_path.write_text(run_config, encoding="utf-8")
 
         started = time.monotonic()
-        torchserve = _start_torchserve(torchserve_exe, layout, config_path, run_dir)
-        processes.append(torchserve)
+        ts_process = _start_torchserve(torchserve_exe, layout, config_path, run_dir)
+        processes.append(ts_process)
         # The wrapper starts beside TorchServe, not after it: importing kserve takes seconds, and its readiness
         # poller simply waits for TorchServe's management API to answer.
         url = f"http://{_url_host(host)}:{port}"
-        wrapper = _start_wrapper(config_path, run_dir, host, port, grpc_port, torchserve.pid)
+        wrapper = _start_wrapper(config_path, run_dir, host, port, grpc_port, ts_process.pid)
         processes.append(wrapper)
-        _wait_torchserve(torchserve, addresses["management"], run, started, startup_timeout)
+        _wait_torchserve(ts_process, addresses["management"], run, started, startup_timeout)
         seconds = time.monotonic() - started
         emit(ServeEvent("torchserve-started", f"torchserve started in {seconds:.1f} s", seconds=seconds))
         _wait_wrapper(wrapper, url, run, started, startup_timeout)
         emit(ServeEvent("wrapper-started", f"kserve wrapper listening on {url}"))
 
         names = info.model_names()
-        _wait_models(names, versions, url, torchserve, wrapper, run, started, startup_timeout, emit)
+        _wait_models(names, versions, url, ts_process, wrapper, run, started, startup_timeout, emit)
         return LocalPredictor(
             url=url,
             torchserve_url=addresses["inference"],
@@ -301,7 +301,7 @@ def serve(
             models=names,
             layout=layout,
             run_dir=run_dir,
-            torchserve=torchserve,
+            torchserve=ts_process,
             wrapper=wrapper,
             cleanup=cleanup,
         )
@@ -722,7 +722,7 @@ def _wait_torchserve(proc: subprocess.Popen[bytes], management: str, run: _Run, 
             if proc.poll() is not None:
                 raise ServeError(
                     f"TorchServe exited with status {proc.returncode} before it answered on {management}",
-                    log_tail=_log_tail(run.log("ts_log.log")) or _plain_tail(run.log("torchserve-console.log")),
+                    log_tail=log_tail(run.log("ts_log.log")) or plain_tail(run.log("torchserve-console.log")),
                     hint=run.where("ts_log.log"),
                 )
             try:
@@ -733,7 +733,7 @@ def _wait_torchserve(proc: subprocess.Popen[bytes], management: str, run: _Run, 
             if time.monotonic() - started > timeout:
                 raise ServeError(
                     f"TorchServe did not answer on {management} within {timeout:.0f} s",
-                    log_tail=_log_tail(run.log("ts_log.log")),
+                    log_tail=log_tail(run.log("ts_log.log")),
                     hint="raise startup_timeout (--timeout) on a slow machine; " + run.where("ts_log.log"),
                 )
             time.sleep(POLL_S)
@@ -743,7 +743,7 @@ def _wait_wrapper(proc: subprocess.Popen[bytes], url: str, run: _Run, started: f
     with httpx.Client(timeout=2.0) as client:
         while True:
             if proc.poll() is not None:
-                tail = _plain_tail(run.log("wrapper.log"))
+                tail = plain_tail(run.log("wrapper.log"))
                 in_use = any("address already in use" in line.lower() for line in tail)
                 raise ServeError(
                     f"the kserve wrapper exited with status {proc.returncode} before it answered on {url}"
@@ -758,7 +758,7 @@ def _wait_wrapper(proc: subprocess.Popen[bytes], url: str, run: _Run, started: f
                 pass
             if time.monotonic() - started > timeout:
                 raise ServeError(f"the kserve wrapper did not answer on {url} within {timeout:.0f} s",
-                                 log_tail=_plain_tail(run.log("wrapper.log")))
+                                 log_tail=plain_tail(run.log("wrapper.log")))
             time.sleep(POLL_S)
 
 
@@ -803,8 +803,8 @@ def _wait_models(
                     + run.where("model_log.log"),
                 )
             for what, proc, logfile, tail_of in (
-                ("TorchServe", torchserve, "ts_log.log", _log_tail),
-                ("the kserve wrapper", wrapper, "wrapper.log", _plain_tail),
+                ("TorchServe", torchserve, "ts_log.log", log_tail),
+                ("the kserve wrapper", wrapper, "wrapper.log", plain_tail),
             ):
                 if proc.poll() is not None:
                     raise ServeError(f"{what} exited with status {proc.returncode} while models were loading",
@@ -812,151 +812,8 @@ def _wait_models(
             if time.monotonic() - started > timeout:
                 raise ServeError(
                     f"model(s) {', '.join(pending)} not ready within {timeout:.0f} s",
-                    log_tail=workers.recent(pending) or _log_tail(run.log("ts_log.log")),
+                    log_tail=workers.recent(pending) or log_tail(run.log("ts_log.log")),
                     hint="raise startup_timeout (--timeout) for a large model on a slow machine; "
                     + run.where("model_log.log"),
                 )
             time.sleep(POLL_S)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# TorchServe's logs
-
-# 2026-11-22T20:52:15,904 [INFO ] W-9000-bad_1.0-stdout MODEL_LOG - Traceback (most recent call last):
-_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:,.]+ \[(?P<level>\w+)\s*\] (?P<thread>\S+) (?P<logger>\S+) - (?P<msg>.*)$")
-_NOISE = (
-    "Your torchserve instance can access any URL",
-    "worker pid is not available yet",
-    "sun.reflect.Reflection.getCallerClass",
-)
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-
-
-def _plain_tail(path: Path, count: int = LOG_TAIL) -> list[str]:
-    return [line for line in _read_lines(path) if line.strip()][-count:]
-
-
-def _log_tail(path: Path, count: int = LOG_TAIL) -> list[str]:
-    """The WARN/ERROR lines of a TorchServe log (with the first line of a Java exception after each), deduplicated."""
-    picked: list[str] = []
-    last_entry = None
-    keep_next = False
-    for line in _read_lines(path):
-        match = _LINE.match(line)
-        if match is None:
-            if keep_next and line.strip() and not line.startswith("\t"):
-                picked.append("  " + line.strip())
-                keep_next = False
-            continue
-        keep_next = False
-        if match.group("level") in ("WARN", "ERROR") and not any(n in line for n in _NOISE):
-            entry = f"{match.group('level')} {match.group('logger')}: {match.group('msg')}"
-            if entry != last_entry:  # TorchServe's log4j config writes many records twice in a row
-                picked.append(entry)
-                keep_next = True
-            last_entry = entry
-    return picked[-count:]
-
-
-@dataclass
-class _Worker:
-    model: str
-    lines: list[str] = field(default_factory=list)
-    died_at: float | None = None  # when we first read "Backend worker process died" in this worker's life
-
-
-# The traceback that explains a death can follow the "died" line (an exception escaping the worker) or precede it
-# ("Failed to load model ..."); give the worker's output this long to reach the log before explaining.
-_SETTLE_S = 1.0
-
-
-class WorkerLog:
-    """Follows model_log.log and tells which model's worker died while loading, with its own log lines."""
-
-    def __init__(self, path: Path, names: Sequence[str], versions: dict[str, str | None]) -> None:
-        self.path = path
-        self.offset = 0
-        self.partial = ""
-        # Longest first, so that model "a_b" is not taken for model "a" at version "b_..."
-        self.prefixes = sorted(
-            ((f"{n}_{versions[n]}" if versions.get(n) else f"{n}_", n) for n in names), key=lambda p: -len(p[0])
-        )
-        self.workers: dict[str, _Worker] = {}
-
-    def _model_of(self, thread: str) -> str | None:
-        match = re.match(r"^W-\d+-(.+)$", thread)
-        if match is None:
-            return None
-        rest = match.group(1)
-        for prefix, name in self.prefixes:
-            if rest == prefix or (prefix.endswith("_") and rest.startswith(prefix)):
-                return name
-        return None
-
-    def _read(self) -> None:
-        try:
-            with open(self.path, encoding="utf-8", errors="replace") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-                self.offset = f.tell()
-        except OSError:
-            return
-        lines = (self.partial + chunk).split("\n")
-        self.partial = lines.pop()
-        for line in lines:
-            match = _LINE.match(line)
-            if match is None:
-                continue
-            thread = re.sub(r"-(stdout|stderr)$", "", match.group("thread"))
-            model = self._model_of(thread)
-            if model is None:
-                continue
-            worker = self.workers.setdefault(thread, _Worker(model))
-            msg = match.group("msg")
-            if msg.startswith("s_name_part0="):  # the first line of a (re)started worker
-                worker.lines.clear()
-                worker.died_at = None
-            if msg.startswith("Backend worker process died") and worker.died_at is None:
-                worker.died_at = time.monotonic()
-            worker.lines.append(msg)
-            del worker.lines[:-1000]
-
-    def failure(self, pending: Sequence[str]) -> tuple[str, list[str]] | None:
-        """(model, the lines that explain it) for the first worker of a pending model that died, or None."""
-        self._read()
-        for worker in self.workers.values():
-            if worker.model in pending and worker.died_at is not None:
-                if time.monotonic() - worker.died_at < _SETTLE_S:
-                    continue
-                return worker.model, explain_death(worker.lines)
-        return None
-
-    def recent(self, pending: Sequence[str], count: int = LOG_TAIL) -> list[str]:
-        self._read()
-        lines: list[str] = []
-        for worker in self.workers.values():
-            if worker.model in pending:
-                lines += worker.lines[-count:]
-        return lines[-count:]
-
-
-def explain_death(lines: list[str]) -> list[str]:
-    """The lines of a worker's life that say why it died.
-
-    "Failed to load model ..." and the traceback after it, when the handler's load raised and TorchServe caught it;
-    else the traceback after "Backend worker process died" (the exception that ended the worker); else the tail.
-    """
-    died = next((i for i, ln in enumerate(lines) if ln.startswith("Backend worker process died")), len(lines))
-    failed = next((i for i, ln in enumerate(lines[:died]) if ln.startswith("Failed to load model")), None)
-    if failed is not None:
-        picked = lines[failed:died]
-    else:
-        after = next((i for i in range(died, len(lines)) if lines[i].startswith("Traceback")), None)
-        picked = lines[after:] if after is not None else lines[-LOG_TAIL:]
-    return [ln for ln in picked if ln.strip()][-60:]

@@ -30,7 +30,7 @@ HANDLERS = REPO / "handlers"
 
 
 class StandInContext:
-    """What the handlers may use of ts.context.Context (0.9.0 and 0.12.0 alike), and a record of statuses."""
+    """What the handlers may use of ts.context.Context (0.9.0 and 0.12.0 alike), and a record of what they set."""
 
     def __init__(self, model_dir: Path, batch_size: int) -> None:
         self.manifest = {"model": {"modelName": "m", "handler": "mar_build_entry.py"}}
@@ -44,12 +44,16 @@ class StandInContext:
         }
         self.headers: list[dict[str, Any]] = []
         self.statuses: dict[int, tuple[int, str]] = {}
+        self.content_types: dict[int, str] = {}
 
     def get_request_header(self, idx: int, key: str) -> Any:
         return self.headers[idx].get(key)
 
     def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
         self.statuses[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.content_types[idx] = value
 
 
 @dataclass

@@ -195,6 +195,8 @@ def test_explain_raw_calls_and_bad_json_through_the_frontend(server: Server, mod
     [scores] = explained.json()["explanations"]
     assert list(scores) == NAMES and max(scores, key=scores.get) == expected[0]
     assert (text.status_code, text.json()) == (200, expected[1])
+    assert text.headers["content-type"] == "application/json"
+    assert broken.headers["content-type"] == "application/json"
     assert (as_json.status_code, as_json.json()) == (200, expected[0])
     assert broken.status_code == 400 and broken.json()["error"].startswith("the request body is not valid JSON")
     assert (charset.status_code, charset.json()) == (200, {"predictions": [expected[0]]})

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from toolkit._layout import parse_properties
-from toolkit._serve import WorkerLog, _free_port_config, _log_tail, _reuse_workdir, explain_death, port_free
+from toolkit._serve import _free_port_config, _reuse_workdir, port_free
+from toolkit._ts_logs import WorkerLog, explain_death, log_tail
 from toolkit._wrapper import read_wrapper_config, worker_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ def log_line(thread: str, msg: str, level: str = "INFO ") -> str:
 
 
 def test_worker_log_explains_a_death_after_failed_to_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("toolkit._serve._SETTLE_S", 0.0)
+    monkeypatch.setattr("toolkit._ts_logs._SETTLE_S", 0.0)
     log = tmp_path / "model_log.log"
     # model "a" and model "a_b" must not be confused (thread W-PORT-NAME_VERSION)
     lines = [
@@ -100,7 +101,7 @@ def test_worker_log_explains_a_death_after_failed_to_load(tmp_path: Path, monkey
 def test_worker_log_waits_for_the_traceback_that_follows_the_death(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("toolkit._serve._SETTLE_S", 0.2)
+    monkeypatch.setattr("toolkit._ts_logs._SETTLE_S", 0.2)
     log = tmp_path / "model_log.log"
     log.write_text(log_line("W-9000-m_1.0", "Backend worker process died."))
     workers = WorkerLog(log, ["m"], {"m": "1.0"})
@@ -113,7 +114,7 @@ def test_worker_log_waits_for_the_traceback_that_follows_the_death(
 
 
 def test_a_restarted_worker_forgets_its_previous_death(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("toolkit._serve._SETTLE_S", 0.0)
+    monkeypatch.setattr("toolkit._ts_logs._SETTLE_S", 0.0)
     log = tmp_path / "model_log.log"
     log.write_text(log_line("W-9000-m_1.0", "Backend worker process died.")
                    + log_line("W-9000-m_1.0", "s_name_part0=/tmp/.ts.sock, s_name_part1=9000, pid=3"))
@@ -138,7 +139,7 @@ def test_log_tail_keeps_warnings_and_errors_once(tmp_path: Path) -> None:
         "\tat org.pytorch.serve.util.codec.CodecUtils.readLength(CodecUtils.java:27)\n"
         + error + "io.netty.handler.codec.TooLongFrameException: Message size exceed limit: 94500017\n"
     )
-    assert _log_tail(log) == [
+    assert log_tail(log) == [
         "ERROR org.pytorch.serve.wlm.WorkerThread: Unknown exception",
         "  io.netty.handler.codec.TooLongFrameException: Message size exceed limit: 94500017",
     ]
