@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from . import _initializer as initializer
 from ._check import check
 from ._errors import ArchiveError, LayoutError, ServeError
 from ._layout import CONFIG_RELPATH, MODEL_STORE, read_archive, read_layout
@@ -466,21 +467,19 @@ def _pvc_path(uri: str, mount: str | Path | None) -> Path:
 
 
 def _download(uri: str, cleanup: list[Path], emit: OnEvent) -> Path:
-    try:
-        from kserve_storage import Storage
-    except ImportError as exc:
-        raise ServeError("serving from a URI needs kserve-storage", hint="pip install 'mar-build[serve]'") from exc
     tmp = Path(tempfile.mkdtemp(prefix="mar-build-models-"))
     cleanup.append(tmp)
     # The storage-initializer copies the *contents* of storageUri into /mnt/models; so do we, into a stand-in.
     target = tmp / "models"
     started = time.monotonic()
     try:
-        Storage.download(uri, str(target))
-    except Exception as exc:  # kserve_storage raises bare Exception/RuntimeError for every storage problem
+        initializer.download(uri, target)
+    except ModuleNotFoundError as exc:
+        raise ServeError("serving from a URI needs kserve-storage", hint="pip install 'mar-build[serve]'") from exc
+    except initializer.DownloadFailed as exc:  # kserve_storage raises bare Exception/RuntimeError for everything
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         raise ServeError(
-            f"could not download {uri}: {exc}",
+            f"could not download {uri}: {exc}", log_tail=exc.lines,
             hint=(f"AWS_ENDPOINT_URL={endpoint}; " if endpoint else "set AWS_ENDPOINT_URL for a non-AWS endpoint; ")
             + "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and that the prefix holds config/ and model-store/",
         ) from exc

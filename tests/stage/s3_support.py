@@ -116,12 +116,12 @@ def s3_env(endpoint: str) -> Iterator[None]:
 
 
 def kserve_download(uri: str, out_dir: Path, endpoint: str) -> Path:
-    """Download ``uri`` with kserve_storage.Storage.download, the storage-initializer's own code."""
-    from kserve_storage import Storage
+    """Download ``uri`` with kserve_storage.Storage.download, the storage-initializer's own code (in a process of
+    its own: it forks a multiprocessing.Pool, which can deadlock in a process with threads, like this one)."""
+    from toolkit._initializer import download
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     with s3_env(endpoint):
-        return Path(Storage.download(uri, str(out_dir)))
+        return download(uri, out_dir, timeout=300)
 
 
 def tree(root: Path) -> dict[str, bytes]:
