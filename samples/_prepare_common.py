@@ -97,6 +97,24 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def load_module_class(path: Path) -> type:
+    """The one nn.Module class that the file ``path`` defines (loaded from the file, as the handler loads it)."""
+    import importlib.util
+    import inspect
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location(f"sample_net_{abs(hash(path))}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
+               if issubclass(c, torch.nn.Module) and c.__module__ == module.__name__]
+    if len(classes) != 1:
+        raise SystemExit(f"{path} must define exactly one nn.Module class, found {len(classes)}")
+    return classes[0]
+
+
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 

@@ -72,21 +72,8 @@ def predict(model: Any, x: Any) -> list[int]:
 
 
 def load_net_class(path: Path = NET) -> type:
-    """The one nn.Module class defined in net.py (loaded from its file, as TorchServe does)."""
-    import importlib.util
-    import inspect
-
-    import torch
-
-    spec = importlib.util.spec_from_file_location(f"digits_net_{abs(hash(path))}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
-               if issubclass(c, torch.nn.Module) and c.__module__ == module.__name__]
-    if len(classes) != 1:
-        raise SystemExit(f"{path} must define exactly one nn.Module class, found {len(classes)}")
-    return classes[0]
+    """The one nn.Module class defined in net.py."""
+    return common.load_module_class(path)
 
 
 def build(out: Path) -> dict[str, Any]:
