@@ -3,7 +3,7 @@
 - ours:  the text sample built by mar-build and run by ``toolkit.serve`` (kserve wrapper + TorchServe + handlers);
 - stock: the same model archived by torch-model-archiver with a user-style handler (stock_handler.py), TorchServe's
          kserve envelope and batchSize 1, behind the same wrapper started by the same ``toolkit.serve``;
-- bento: BentoML 1.4 with adaptive batching (bento_service.py) from its own venv, benchmarks/.venv-bentoml.
+- bento: BentoML 1.4 with adaptive batching (bento_service.py) from its own venv, benchmarks/results/.venv-bentoml.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from ._model import sample_settings
 from .texts import SAMPLE
 
 MODEL_NAME = "intent"
-BENTO_VENV = BENCH / ".venv-bentoml"
+# Inside results/ (ignored by the root .gitignore, which is what hatchling reads): a venv anywhere else under the
+# repository would land in the sdist, torch and all.
+BENTO_VENV = BENCH / "results" / ".venv-bentoml"
 BENTOML_REQUIREMENT = "bentoml>=1.4,<1.5"
 
 
@@ -164,9 +166,10 @@ def stock(layout: Path, run_dir: Path) -> Iterator[Stack]:
 
 # ---- BentoML ---------------------------------------------------------------------------------------------------
 def ensure_bento_venv() -> Path:
-    """benchmarks/.venv-bentoml with torch (CPU, pinned first), BentoML 1.4 and our transformers version."""
-    bentoml = BENTO_VENV / "bin" / "bentoml"
-    if bentoml.is_file():
+    """benchmarks/results/.venv-bentoml with torch (CPU, pinned first), BentoML 1.4 and our transformers version."""
+    python = BENTO_VENV / "bin" / "python"
+    if python.is_file() and subprocess.run([str(python), "-c", "import bentoml, transformers"],
+                                           capture_output=True).returncode == 0:
         return BENTO_VENV
     print(f"creating {BENTO_VENV.relative_to(ROOT)} (BentoML is a benchmark-only dependency) ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(BENTO_VENV)], check=True)
@@ -202,7 +205,8 @@ def bento(run_dir: Path, *, max_batch: int = 64) -> Iterator[Stack]:
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     env.pop("VIRTUAL_ENV", None)
-    server = Started([str(venv / "bin" / "bentoml"), "serve", "bento_service:IntentClassifier",
+    # python -m bentoml, not bin/bentoml: a venv's scripts carry its absolute path, so a moved venv still works
+    server = Started([str(venv / "bin" / "python"), "-m", "bentoml", "serve", "bento_service:IntentClassifier",
                       "--host", "127.0.0.1", "--port", str(port)],
                      log=run_dir / "bentoml.log", env=env, cwd=BENCH)
     try:

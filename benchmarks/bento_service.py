@@ -1,7 +1,8 @@
 """The peer baseline: BentoML 1.4 serving the text sample's model with adaptive batching.
 
-Runs only inside benchmarks/.venv-bentoml (created by benchmarks/serving.py; BentoML is never a dependency of the
-project). Started as ``bentoml serve bento_service:IntentClassifier`` from this folder, with:
+Runs only inside benchmarks/results/.venv-bentoml (created by benchmarks/serving.py; BentoML is never a
+dependency of the project). Started as ``python -m bentoml serve bento_service:IntentClassifier`` from this
+folder, with:
 
     BENCH_MODEL_DIR   the sample's model folder (samples/text-classification/model)
     BENCH_MAX_LENGTH  truncation, as the sample's mar.yaml (64)

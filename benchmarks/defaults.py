@@ -1,11 +1,15 @@
 """The measurements that choose the serving defaults: batch size x max batch delay, threads, workers; a profile.
 
     python -m benchmarks.defaults [--batch-sizes 8,16,32,64] [--delays 5,10,20,50] [--set short]
-                                  [--seconds 8] [--no-extra] [--no-profile]
+                                  [--seconds 6] [--rounds 2] [--no-extra] [--no-profile]
 
-For each (batchSize, maxBatchDelay) the text sample is built with those settings and served by toolkit.serve;
-wrk then drives N=32 clients (throughput, p50/p99) and N=1 (the latency a lone client pays: a batch that cannot
-fill waits maxBatchDelay). The mean batch the worker really ran comes from TorchServe's log ("repeats N").
+A reference server (the text sample with today's settings, batch 16 and delay 20) runs throughout. For each
+(batchSize, maxBatchDelay) the sample is built with those settings and served by toolkit.serve beside it; wrk
+drives N=32 clients against the reference and the candidate in turn (``--rounds`` times), so the candidate's
+throughput is also given as a ratio to the reference measured back to back (robust to a machine whose other
+load changes); then N=1 on the candidate (the latency a lone client pays: a batch that cannot fill waits
+maxBatchDelay). The mean batch the worker really ran comes from TorchServe's PredictionTime metric lines (one per
+batch, tagged with its requests' ids).
 Extra rows at the recommended settings: torch threads 1 instead of cores/workers (MAR_BUILD_THREADS), and two
 workers of one thread each. Then py-spy samples the worker and the wrapper under the N=32 load, and the samples
 are grouped by what the code was doing (tokenisation, forward, JSON, TorchServe's protocol, the envelope).
@@ -17,6 +21,7 @@ import argparse
 import collections
 import re
 import shutil
+import statistics
 import subprocess
 import time
 from collections.abc import Sequence
@@ -46,24 +51,42 @@ def batches(log: Path, offset: int) -> tuple[list[int], int]:
     return [len(_UUID.findall(line.split("|#hostname:", 1)[-1])) for line in seen], end
 
 
-def measure(label: str, layout: Path, run_dir: Path, data: Path, seconds: float,
-            env: dict[str, str] | None = None, profile: bool = False) -> dict[str, Any]:
-    row: dict[str, Any] = {"config": label}
+def _n32(stack: _stacks.Stack, data: Path, seconds: float) -> tuple[LoadResult, list[int]]:
+    log = Path(stack.info["log"])
+    run_wrk(stack.url, data, 32, 2.0)
+    drain(stack)
+    offset = log.stat().st_size
+    r = run_wrk(stack.url, data, 32, seconds, cpu_probe=stack.cpu)
+    drain(stack)
+    return r, batches(log, offset)[0]
+
+
+def measure(label: str, reference: _stacks.Stack, layout: Path, run_dir: Path, data: Path, seconds: float,
+            rounds: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """N=32 on the candidate and on the reference server in turn (``rounds`` times each), then N=1 on the candidate.
+
+    The machine may be shared: the candidate's throughput is reported as a ratio to the reference server's,
+    measured back to back, which a change of the machine's other load moves much less than either figure.
+    """
+    row: dict[str, Any] = {"config": label, "n32_runs": [], "reference_runs": []}
+    sizes: list[int] = []
     with _stacks.ours(layout, run_dir, env=env) as stack:
-        log = Path(stack.info["log"])
-        for n, secs, warm in ((32, seconds, 2.0), (1, max(4.0, seconds / 2), 1.0)):
-            run_wrk(stack.url, data, n, warm)
-            drain(stack)
-            offset = log.stat().st_size
-            r: LoadResult = run_wrk(stack.url, data, n, secs, cpu_probe=stack.cpu)
-            drain(stack)
-            sizes, _ = batches(log, offset)
-            row[f"n{n}"] = r.summary()
-            row[f"n{n}_mean_batch"] = round(sum(sizes) / len(sizes), 1) if sizes else None
-            if not r.all_correct:
-                row["wrong"] = r.wrong_example
-        if profile:
-            row["profile"] = profile_under_load(stack, data, seconds, run_dir)
+        for _ in range(rounds):
+            ref, _ = _n32(reference, data, seconds)
+            cand, got = _n32(stack, data, seconds)
+            sizes += got
+            row["reference_runs"].append(ref.throughput)
+            row["n32_runs"].append(cand.throughput)
+            if not cand.all_correct:
+                row["wrong"] = cand.wrong_example or str(cand.statuses)
+            row["n32"] = cand.summary()  # latencies and CPU of the last candidate run
+        run_wrk(stack.url, data, 1, 1.0)
+        drain(stack)
+        row["n1"] = run_wrk(stack.url, data, 1, max(4.0, seconds / 2), cpu_probe=stack.cpu).summary()
+    row["n32_throughput"] = round(statistics.median(row["n32_runs"]), 1)
+    row["reference_throughput"] = round(statistics.median(row["reference_runs"]), 1)
+    row["vs_reference"] = round(row["n32_throughput"] / row["reference_throughput"], 2)
+    row["n32_mean_batch"] = round(sum(sizes) / len(sizes), 1) if sizes else None
     return row
 
 
@@ -146,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-sizes", default="8,16,32,64")
     parser.add_argument("--delays", default="5,10,20,50")
     parser.add_argument("--set", default="short", choices=("short", "long"))
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per N=32 run")
+    parser.add_argument("--rounds", type=int, default=2, help="N=32 runs per setting (each paired with the reference)")
     parser.add_argument("--no-extra", action="store_true", help="skip the threads and workers rows")
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args(argv)
@@ -160,27 +184,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data = bodies_file(work / "bodies.lua", args.set, labels, form="v1")
 
     rows: list[dict[str, Any]] = []
-    for b in [int(x) for x in args.batch_sizes.split(",")]:
-        for d in [int(x) for x in args.delays.split(",")]:
-            layout = _stacks.build_ours(work / "layout", batch_size=b, max_batch_delay=d)
-            row = measure(f"batch {b} delay {d}", layout, work / f"run-{b}-{d}", data, args.seconds)
-            row.update(batch_size=b, delay=d, threads="auto", workers=1)
-            rows.append(row)
-            _print_row(row)
-    best = recommend(rows)
-    if not args.no_extra and best is not None:
-        b, d = best["batch_size"], best["delay"]
-        layout = _stacks.build_ours(work / "layout", batch_size=b, max_batch_delay=d)
-        row = measure(f"batch {b} delay {d}, 1 thread", layout, work / "run-threads1", data, args.seconds,
-                      env={"MAR_BUILD_THREADS": "1"})
-        row.update(batch_size=b, delay=d, threads=1, workers=1)
-        rows.append(row)
-        _print_row(row)
-        layout = _stacks.build_ours(work / "layout", batch_size=b, max_batch_delay=d, workers=2)
-        row = measure(f"batch {b} delay {d}, 2 workers", layout, work / "run-workers2", data, args.seconds)
-        row.update(batch_size=b, delay=d, threads="auto", workers=2)
-        rows.append(row)
-        _print_row(row)
+    ref_layout = _stacks.build_ours(work / "reference-layout")  # the sample's settings: today's defaults
+    with _stacks.ours(ref_layout, work / "reference-run") as reference:
+        for b in [int(x) for x in args.batch_sizes.split(",")]:
+            for d in [int(x) for x in args.delays.split(",")]:
+                layout = _stacks.build_ours(work / "layout", batch_size=b, max_batch_delay=d)
+                row = measure(f"batch {b} delay {d}", reference, layout, work / f"run-{b}-{d}", data,
+                              args.seconds, args.rounds)
+                row.update(batch_size=b, delay=d, threads="auto", workers=1)
+                rows.append(row)
+                _print_row(row)
+        best = recommend(rows)
+        if not args.no_extra and best is not None:
+            b, d = best["batch_size"], best["delay"]
+            for label, env, workers in ((f"batch {b} delay {d}, 1 thread", {"MAR_BUILD_THREADS": "1"}, None),
+                                        (f"batch {b} delay {d}, 2 workers", None, 2)):
+                layout = _stacks.build_ours(work / "layout", batch_size=b, max_batch_delay=d, workers=workers)
+                row = measure(label, reference, layout, work / "run-extra", data, args.seconds, args.rounds,
+                              env=env)
+                row.update(batch_size=b, delay=d, threads=1 if env else "auto", workers=workers or 1)
+                rows.append(row)
+                _print_row(row)
     profile = None
     if not args.no_profile and best is not None:
         layout = _stacks.build_ours(work / "layout", batch_size=best["batch_size"], max_batch_delay=best["delay"])
@@ -199,30 +223,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def recommend(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Among the sweep rows within 5% of the best N=32 throughput, the one with the lowest N=1 p50 latency."""
+    """Among the sweep rows within 5% of the best N=32 throughput (relative to the reference server), the one
+    with the lowest N=1 p50 latency."""
     sweep = [r for r in rows if r.get("threads") == "auto" and r.get("workers") == 1 and "n32" in r]
     if not sweep:
         return None
-    top = max(r["n32"]["throughput"] for r in sweep)
-    near = [r for r in sweep if r["n32"]["throughput"] >= 0.95 * top]
-    return min(near, key=lambda r: (r["n1"]["p50_ms"], -r["n32"]["throughput"]))
+    top = max(r["vs_reference"] for r in sweep)
+    near = [r for r in sweep if r["vs_reference"] >= 0.95 * top]
+    return min(near, key=lambda r: (r["n1"]["p50_ms"], -r["vs_reference"]))
 
 
 def _print_row(row: dict[str, Any]) -> None:
     a, b = row["n32"], row["n1"]
-    print(f"  {row['config']:28} N=32 {a['throughput']:6.1f} req/s p50 {a['p50_ms']:6.1f} p99 {a['p99_ms']:6.1f} "
-          f"(mean batch {row['n32_mean_batch']})  N=1 {b['throughput']:5.1f} req/s p50 {b['p50_ms']:6.1f} ms  "
-          f"other load {100 * a['other_cpu_share']:.0f}%{'  WRONG ' + row['wrong'] if 'wrong' in row else ''}",
-          flush=True)
+    print(f"  {row['config']:28} N=32 {row['n32_throughput']:6.1f} req/s (reference {row['reference_throughput']:6.1f}"
+          f", x{row['vs_reference']}) p50 {a['p50_ms']:6.1f} p99 {a['p99_ms']:6.1f} (mean batch "
+          f"{row['n32_mean_batch']})  N=1 p50 {b['p50_ms']:6.1f} ms  other load {100 * a['other_cpu_share']:.0f}%"
+          f"{'  WRONG ' + row['wrong'] if 'wrong' in row else ''}", flush=True)
 
 
 def render(rows: list[dict[str, Any]], best: dict[str, Any] | None, profile: dict[str, Any] | None,
            set_name: str) -> str:
-    lines = [f"\nserving settings, {set_name} texts: N=32 and N=1 clients (ours, full local stack)",
-             table(["config", "N=32 req/s", "p50 ms", "p99 ms", "mean batch", "N=1 req/s", "N=1 p50 ms",
-                    "N=1 p99 ms", "other load %"],
-                   [[r["config"], r["n32"]["throughput"], r["n32"]["p50_ms"], r["n32"]["p99_ms"], r["n32_mean_batch"],
-                     r["n1"]["throughput"], r["n1"]["p50_ms"], r["n1"]["p99_ms"],
+    lines = [f"\nserving settings, {set_name} texts, ours (full local stack): N=32 throughput as measured and as a "
+             "ratio to the reference server (batch 16, delay 20) run back to back; N=1 latency",
+             table(["config", "N=32 req/s", "ref req/s", "x ref", "p50 ms", "p99 ms", "mean batch", "N=1 p50 ms",
+                    "N=1 p99 ms", "cpu ms/req", "other load %"],
+                   [[r["config"], r["n32_throughput"], r["reference_throughput"], r["vs_reference"],
+                     r["n32"]["p50_ms"], r["n32"]["p99_ms"], r["n32_mean_batch"], r["n1"]["p50_ms"], r["n1"]["p99_ms"],
+                     round(1000 * r["n32"]["server_cpu_s"] / max(1, r["n32"]["requests"]), 1),
                      round(100 * r["n32"]["other_cpu_share"])] for r in rows])]
     if best is not None:
         lines.append(f"\nrecommended: batch_size {best['batch_size']}, max_batch_delay {best['delay']} ms "

@@ -9,15 +9,19 @@ each file once from where it lies into the zip, storing weights and deflating sm
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, BinaryIO
 
 from ._errors import ArchiveError
 from ._layout import BUILD_INFO, MANIFEST
@@ -168,6 +172,8 @@ def _write_member(zf: zipfile.ZipFile, m: Member, written: int, total: int, prog
         assert m.source is not None
         info.file_size = size
         with open(m.source, "rb") as src, zf.open(info, "w", force_zip64=size > 2**31) as dst:
+            if stored and size >= _KERNEL_COPY_MIN and _kernel_copy(dst, src, size, written, total, progress):
+                return written + size
             while chunk := src.read(_CHUNK):
                 dst.write(chunk)
                 written += len(chunk)
@@ -176,6 +182,61 @@ def _write_member(zf: zipfile.ZipFile, m: Member, written: int, total: int, prog
     if progress:
         progress(written, total)
     return written
+
+
+_KERNEL_COPY_MIN = 32 * 1024 * 1024
+_WRITER_STATE = ("_fileobj", "_crc", "_file_size", "_compress_size")
+
+
+def _kernel_copy(
+    dst: IO[bytes], src: BinaryIO, size: int, written: int, total: int, progress: Progress | None
+) -> bool:
+    """Fill a stored member with os.copy_file_range while a thread computes its CRC-32 from the same bytes.
+
+    A Python read/write loop moves every byte through user space (3-4 x the time of `cp` on 500 MB here); the
+    kernel copy costs what `cp` costs, and the CRC (zlib releases the GIL) runs beside it on the other core.
+    zipfile's writer has no public way to take bytes it did not see, so this sets the state its close() reads
+    (CRC and sizes) and returns False, leaving the plain loop to do the work, wherever that state is not as
+    expected or the kernel refuses (another filesystem, no copy_file_range).
+    """
+    if not hasattr(os, "copy_file_range") or not all(hasattr(dst, name) for name in _WRITER_STATE):
+        return False
+    out = dst._fileobj  # type: ignore[attr-defined]
+    try:
+        out.flush()
+        out_fd, in_fd = out.fileno(), src.fileno()
+        start = out.tell()
+    except (AttributeError, OSError, ValueError):
+        return False
+    crc = [0]
+
+    def checksum() -> None:
+        with open(src.name, "rb") as again:
+            value = 0
+            while chunk := again.read(_CHUNK):
+                value = zlib.crc32(chunk, value)
+            crc[0] = value
+
+    thread = threading.Thread(target=checksum, name="mar-build-crc32", daemon=True)
+    copied = 0
+    try:
+        while copied < size:
+            n = os.copy_file_range(in_fd, out_fd, min(size - copied, 8 * _CHUNK), copied, start + copied)
+            if n == 0:
+                raise OSError(errno.EIO, f"{src.name} ended after {copied} of {size} bytes")
+            if copied == 0:
+                thread.start()
+            copied += n
+            if progress:
+                progress(written + copied, total)
+    except OSError as exc:
+        if copied == 0 and exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            return False  # nothing written yet: the plain loop takes over from the same place
+        raise
+    thread.join()
+    out.seek(start + size)
+    dst._crc, dst._file_size, dst._compress_size = crc[0], size, size  # type: ignore[attr-defined]
+    return True
 
 
 def public_mode(mode: int) -> int:

@@ -71,6 +71,29 @@ def test_weights_are_stored_not_deflated(write_spec, hf_folder: Path, tmp_path: 
     assert result.warnings and "transformers" in result.warnings[0]
 
 
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_large_weights_copied_by_the_kernel_keep_their_crc(
+    write_spec, hf_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool
+) -> None:
+    """Above 32 MiB a stored member is filled by copy_file_range with the CRC computed beside it; the zip must be
+    exactly what zipfile itself would have written (CRC checked on read), and the fallback loop the same."""
+    from toolkit import _archive
+
+    if not kernel_copy:
+        monkeypatch.delattr(_archive.os, "copy_file_range", raising=False)
+    weights = os.urandom(40 * 1024 * 1024 + 12345)
+    (hf_folder / "model.safetensors").write_bytes(weights)
+    seen: list[tuple[int, int]] = []
+    result = build(write_spec(name="big", task="embeddings", model=str(hf_folder)), tmp_path / "layout",
+                   progress=lambda done, total: seen.append((done, total)))
+    with zipfile.ZipFile(result.archive) as zf:
+        assert zf.testzip() is None  # every member's CRC-32 matches its bytes
+        assert zf.read("model/model.safetensors") == weights
+        assert zf.getinfo("model/model.safetensors").compress_type == zipfile.ZIP_STORED
+        assert zf.read("model/tokenizer.json") == b"{}"
+    assert seen[-1][0] == seen[-1][1] and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
+
+
 def test_second_model_merges_without_touching_the_first(tensor_spec, tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     first = build(tensor_spec("a", name="first"), layout)
