@@ -17,11 +17,15 @@ import tempfile
 import threading
 import time
 import zipfile
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
+
+try:  # zlib-ng's CRC-32 is the same function, about 3 x faster (SIMD); it bounds the weights copy below
+    from zlib_ng.zlib_ng import crc32
+except ImportError:  # pragma: no cover - a dependency, but the stdlib one gives the same checksum
+    from zlib import crc32
 
 from ._errors import ArchiveError
 from ._layout import BUILD_INFO, MANIFEST
@@ -142,7 +146,8 @@ def write_archive(
     try:
         # mkstemp makes the file 0600; the pod's user (1000 in KServe's runtime) must be able to read it.
         os.fchmod(fd, public_mode(0o644))
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", allowZip64=True) as zf:
+        # level 1: tokenizer.json and friends deflate ~4 x faster than at the default 6, a few percent larger
+        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", allowZip64=True, compresslevel=1) as zf:
             for m in all_members:
                 written = _write_member(zf, m, written, total, progress)
         os.replace(tmp, target)
@@ -194,7 +199,7 @@ def _kernel_copy(
     """Fill a stored member with os.copy_file_range while a thread computes its CRC-32 from the same bytes.
 
     A Python read/write loop moves every byte through user space (3-4 x the time of `cp` on 500 MB here); the
-    kernel copy costs what `cp` costs, and the CRC (zlib releases the GIL) runs beside it on the other core.
+    kernel copy costs what `cp` costs, and the CRC (which releases the GIL) runs beside it on the other core.
     zipfile's writer has no public way to take bytes it did not see, so this sets the state its close() reads
     (CRC and sizes) and returns False, leaving the plain loop to do the work, wherever that state is not as
     expected or the kernel refuses (another filesystem, no copy_file_range).
@@ -214,7 +219,7 @@ def _kernel_copy(
         with open(src.name, "rb") as again:
             value = 0
             while chunk := again.read(_CHUNK):
-                value = zlib.crc32(chunk, value)
+                value = crc32(chunk, value)
             crc[0] = value
 
     thread = threading.Thread(target=checksum, name="mar-build-crc32", daemon=True)
