@@ -88,12 +88,15 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
-def load_note() -> str:
+def load_note(*, before: bool = False) -> str:
+    """The load average, as a line for a report; ``before`` (nothing of ours running yet) judges it too."""
     load = os.getloadavg()
     cpus = os.cpu_count() or 1
     note = f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} on {cpus} cores"
-    if load[0] > 0.5 * cpus:
-        note += " (machine busy with other work: figures are lower and noisier than on an idle machine)"
+    if before and load[0] > 0.5 * cpus:
+        note += " (the machine is busy with other work: figures will be lower and noisier than on an idle one)"
+    elif not before:
+        note += " (this benchmark's own processes included)"
     return note
 
 

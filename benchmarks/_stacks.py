@@ -241,7 +241,7 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-_LOADED = re.compile(r"MODEL_LOG - (\w+Handler) loaded")
+_LOADED = re.compile(r"MODEL_LOG - .*[Hh]andler loaded")  # ours: "TextClassificationHandler loaded", stock too
 
 
 def model_loads(log_dir: Path) -> int:

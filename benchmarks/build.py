@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-cold", action="store_true", help="skip the round with the weights out of the cache")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    print(f"build benchmark: {load_note()}", flush=True)
+    print(f"build benchmark: {load_note(before=True)}", flush=True)
     folder = RESULTS / "work" / "build-model"
     out = RESULTS / "work" / "build-out"
     weights = make_model(folder, args.size_mb)

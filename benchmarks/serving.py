@@ -1,21 +1,24 @@
 """Serving benchmark: single-instance v1 requests from N concurrent clients, ours against the limit and the peers.
 
     python -m benchmarks.serving [--seconds 10] [--clients 1,8,32,64] [--sets short,long]
-                                 [--systems raw,ours,stock,bento] [--quick]
+                                 [--systems raw,ours,stock,bento[,sample]] [--quick]
+                                 [--batch-size B] [--delay MS] [--workers W]   (ours with other settings)
 
 For each text set (benchmarks/texts.py) and each N, wrk runs N connections (one thread each) for a bounded time
 against:
 
 - raw    the sample's model in this process: tokenise + forward batches of N texts (the limit, no HTTP at all);
 - ours   the text sample built by mar-build, served by toolkit.serve (kserve wrapper + TorchServe + our handler),
-         server-side batching with the sample's settings;
+         server-side batching with the sample's settings, or those given by --batch-size/--delay/--workers;
+- sample (only when listed) the sample with its own settings, beside ours with overrides;
 - stock  the same model archived by torch-model-archiver with a user-style BaseHandler (stock_handler.py),
          TorchServe's kserve envelope, batchSize 1, behind the same wrapper;
 - bento  BentoML 1.4 adaptive batching on the same model (bento_service.py, its own venv).
 
-Every answer is checked against the raw model's label for its text (wrk/rotate.lua), and a mixed load sends one
-malformed request in ten to ours: each must get a 4xx and every good one its right label. Prints the tables and
-writes benchmarks/results/serving-*.json.
+All servers run at once and the runs interleave (for each set and N: raw, then each server), so a change in the
+machine's other load lands on all of them alike. Every answer is checked against the raw model's label for its
+text (wrk/rotate.lua), and a mixed load sends one malformed request in ten to ours: each must get a 4xx and
+every good one its right label. Prints the tables and writes benchmarks/results/serving-*.json.
 """
 
 from __future__ import annotations
@@ -124,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sets", default=",".join(SETS), help="text sets: short,long")
     parser.add_argument("--systems", default="raw,ours,stock,bento")
     parser.add_argument("--no-mixed", action="store_true", help="skip the mixed load with malformed requests")
+    parser.add_argument("--batch-size", type=int, help="ours: override the sample's batch_size")
+    parser.add_argument("--delay", type=int, help="ours: override the sample's max_batch_delay (ms)")
+    parser.add_argument("--workers", type=int, help="ours: override the sample's workers (min = max)")
     parser.add_argument("--quick", action="store_true", help="5 s runs, N=1,32, short texts: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -133,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     systems = [s for s in args.systems.split(",") if s]
     started = time.perf_counter()
     before = machine_state()
-    print(f"serving benchmark: {load_note()}", flush=True)
+    print(f"serving benchmark: {load_note(before=True)}", flush=True)
 
     _stacks.ensure_sample()
     labels = references(sets)
@@ -148,9 +154,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stacks: dict[str, _stacks.Stack] = {}
         data: dict[str, dict[str, Path]] = {}
         if "ours" in systems:
-            layout = _stacks.build_ours(work / "ours-layout")
+            layout = _stacks.build_ours(work / "ours-layout", batch_size=args.batch_size,
+                                        max_batch_delay=args.delay, workers=args.workers)
             stacks["ours"] = running.enter_context(_stacks.ours(layout, work / "ours-run"))
+            stacks["ours"].info["settings"] = _settings(layout)
             data["ours"] = data_v1
+        if "sample" in systems:  # the sample's own settings, beside ours with overrides
+            layout = _stacks.build_ours(work / "sample-layout")
+            stack = running.enter_context(_stacks.ours(layout, work / "sample-run"))
+            stack.name = "sample"
+            stack.info["settings"] = _settings(layout)
+            stacks["sample"] = stack
+            data["sample"] = data_v1
         if "stock" in systems:
             layout = _stacks.build_stock(work / "stock-layout")
             stacks["stock"] = running.enter_context(_stacks.stock(layout, work / "stock-run"))
@@ -191,6 +206,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return results
 
 
+def _settings(layout: Path) -> dict[str, Any]:
+    """The model_snapshot settings a layout serves with (batchSize, maxBatchDelay, workers)."""
+    from toolkit._layout import read_layout
+
+    entry = read_layout(layout).entries[0]
+    return {k: entry.settings.get(k) for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, LoadResult):
         return value.summary()
@@ -208,7 +231,7 @@ def render(results: dict[str, Any], sets: Sequence[str], clients: Sequence[int])
     lines: list[str] = []
     for set_name in sets:
         headers = ["N", "raw/s"]
-        names = [n for n in ("ours", "stock", "bento") if n in systems]
+        names = [n for n in ("ours", "sample", "stock", "bento") if n in systems]
         for name in names:
             headers += [f"{name}/s", "p50 ms", "p99 ms"]
         if "ours" in systems:
@@ -253,9 +276,11 @@ def render(results: dict[str, Any], sets: Sequence[str], clients: Sequence[int])
                         [[m.good_throughput, clean.throughput if clean else None,
                           ratio(m.good_throughput, clean.throughput if clean else None), m.good_ok,
                           m.good_wrong + m.good_failed, m.bad_4xx, m.bad_other, m.p99_ms]])]
-    if ours:
-        lines.append(f"\nours: {ours['workers']} worker(s), peak RSS {ours['worker_peak_rss_mb']} MiB, "
-                     f"model loaded {ours['model_loads']} time(s)")
+    for name in ("ours", "sample", "stock"):
+        info = systems.get(name)
+        if info and "workers" in info:
+            lines.append(f"\n{name}: {info.get('settings') or 'stock settings'}; {info['workers']} worker(s), "
+                         f"peak RSS {info['worker_peak_rss_mb']} MiB, model loaded {info['model_loads']} time(s)")
 
     if ours and TARGET_CLIENTS in clients:
         lines.append(f"\ntargets at N={TARGET_CLIENTS}:")

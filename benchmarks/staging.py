@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    print(f"staging benchmark: {load_note()}", flush=True)
+    print(f"staging benchmark: {load_note(before=True)}", flush=True)
     os.environ.update(CREDENTIALS)
     aws = aws_cli()
     layout = layout_of(args.size_mb)

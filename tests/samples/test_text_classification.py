@@ -94,7 +94,7 @@ def test_spec_is_valid_and_its_model_folder_passes_the_build_checks(sample: Samp
 
     spec = load_spec(sample.folder)
     assert (spec.name, spec.task, spec.model) == ("intent", "text-classification", sample.model_dir)
-    assert (spec.serving.batch_size, spec.serving.max_batch_delay) == (16, 20)
+    assert (spec.serving.batch_size, spec.serving.max_batch_delay) == (16, 5)
     assert spec.kserve.name == "intent" and spec.kserve.namespace == "kubeflow-user-example-com"
     assert spec.kserve.resources.requests == {"cpu": "500m", "memory": "1Gi"}
     assert spec.kserve.resources.limits == {"cpu": "2", "memory": "2Gi"}
