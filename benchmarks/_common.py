@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,20 +188,6 @@ def wait_http(url: str, *, timeout: float, ok: Sequence[int] = (200,), proc: Sta
             last = repr(exc)
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer {list(ok)} within {timeout:.0f} s (last: {last})")
-
-
-@contextlib.contextmanager
-def workdir(name: str) -> Iterator[Path]:
-    """A scratch folder under benchmarks/results/work/NAME, emptied first and removed afterwards."""
-    import shutil
-
-    path = RESULTS / "work" / name
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def drop_file_cache(path: Path) -> None:

@@ -257,9 +257,11 @@ def render(rows: list[dict[str, Any]], best: dict[str, Any] | None, profile: dic
                      round(1000 * r["n32"]["server_cpu_s"] / max(1, r["n32"]["requests"]), 1),
                      round(100 * r["n32"]["other_cpu_share"])] for r in rows])]
     if best is not None:
+        clean = any(r["n32"]["other_cpu_share"] <= 0.1 for r in rows)
         lines.append(f"\nrecommended: batch_size {best['batch_size']}, max_batch_delay {best['delay']} ms "
                      "(within 10% of the best N=32 throughput relative to the reference, lowest N=1 latency; "
-                     "rows with other load > 10% left out)")
+                     + ("rows with other load > 10% left out)" if clean else
+                        "EVERY row ran with other load > 10%: do not trust this pick, run again on a quieter machine)"))
     if profile and "worker" in profile:
         lines.append(f"\npy-spy under N=32 load ({profile.get('throughput')} req/s): share of busy samples")
         for name in ("worker", "wrapper"):
