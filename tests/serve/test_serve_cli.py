@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,10 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 class ServeProcess:
     """`python -m toolkit serve ...` in a subprocess, its stdout lines collected by a thread."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, preexec: Any = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "toolkit", "serve", *args], cwd=REPO, env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
@@ -87,6 +88,31 @@ def set_ports(layout: Path) -> dict[str, int]:
         text = text.replace(old, new)
     config.write_text(text)
     return ports
+
+
+def _sigint_ignored_and_blocked() -> None:
+    # what a parent can hand down through exec: a background job's ignored SIGINT, a thread's blocked mask
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+@pytest.mark.slow
+def test_ctrl_c_works_even_when_sigint_was_ignored_and_blocked_by_the_parent(
+    tensor_layout: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    serving = ServeProcess([str(tensor_layout), "--port", str(free_port()), "--workdir", str(run)],
+                           preexec=_sigint_ignored_and_blocked)
+    try:
+        serving.wait_for(lambda line: "Press Ctrl-C" in line)
+        serving.proc.send_signal(signal.SIGINT)
+        output = serving.output_until_exit(timeout=60)
+    finally:
+        if serving.proc.poll() is None:
+            serving.proc.kill()
+    assert serving.proc.returncode == 0, output
+    assert "stopping" in output and output.rstrip().endswith("stopped")
+    assert processes_mentioning(str(run)) == []
 
 
 @pytest.mark.slow

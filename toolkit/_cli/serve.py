@@ -77,6 +77,11 @@ def serve_command(
       mar-build serve build/bert
       mar-build predict http://localhost:8080 -m bert --data request.json
     """
+    # Ctrl-C is this command's stop button: take SIGINT and SIGTERM whatever was inherited. A parent can start us
+    # with SIGINT ignored (a non-interactive shell's background job) or blocked in the signal mask (both survive
+    # exec), and Python would then never raise KeyboardInterrupt: seen once in CI as a serve that Ctrl-C missed.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         predictor = serve(
