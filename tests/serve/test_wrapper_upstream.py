@@ -1,0 +1,149 @@
+"""The wrapper's calls to TorchServe (TorchServeUpstream) against a loopback stand-in that records what it got."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from toolkit._wrapper import UNREACHABLE_STATUS, TorchServeUpstream, UpstreamError
+
+Answer = tuple[int, str, bytes, dict[str, str]]  # status, reason, body, headers
+
+
+async def _with_standin(
+    answer: Answer, body: Callable[[TorchServeUpstream, list[dict[str, Any]]], Awaitable[Any]]
+) -> Any:
+    """Start a one-route HTTP/1.1 stand-in on a free loopback port, run ``body`` against it, stop it."""
+    seen: list[dict[str, Any]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ", 2)
+                headers = {
+                    k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+                }
+                data = await reader.readexactly(int(headers.get("content-length", "0")))
+                seen.append(
+                    {"method": method, "target": target, "headers": headers, "body": data, "connection": id(writer)}
+                )
+                status, reason, payload, extra = answer
+                out = [f"HTTP/1.1 {status} {reason}", f"content-length: {len(payload)}"]
+                out += [f"{k}: {v}" for k, v in extra.items()]
+                writer.write(("\r\n".join(out) + "\r\n\r\n").encode() + payload)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upstream = TorchServeUpstream(f"http://127.0.0.1:{port}/", timeout_s=10)
+    try:
+        return await body(upstream, seen)
+    finally:
+        await upstream.close()
+        server.close()
+        await server.wait_closed()
+
+
+def run(answer: Answer, body: Callable[[TorchServeUpstream, list[dict[str, Any]]], Awaitable[Any]]) -> Any:
+    return asyncio.run(_with_standin(answer, body))
+
+
+def test_predict_posts_the_payload_as_json_and_returns_the_decoded_answer() -> None:
+    async def body(upstream: TorchServeUpstream, seen: list[dict[str, Any]]) -> Any:
+        headers = {"x-request-id": "r-1", "authorization": "Bearer t", "cookie": "secret", "host": "isvc.example"}
+        first = await upstream.call("intent", "predict", {"instances": ["hi", "ho"]}, headers)
+        second = await upstream.call("intent", "explain", {"instances": ["hi"]}, None)
+        return first, second, seen
+
+    answer = (200, "OK", b'{"predictions": ["greeting"]}', {"content-type": "application/json"})
+    first, second, seen = run(answer, body)
+    assert first == second == {"predictions": ["greeting"]}
+    assert [(s["method"], s["target"]) for s in seen] == [
+        ("POST", "/v1/models/intent:predict"),
+        ("POST", "/v1/models/intent:explain"),
+    ]
+    assert json.loads(seen[0]["body"]) == {"instances": ["hi", "ho"]}
+    sent = seen[0]["headers"]
+    assert sent["content-type"] == "application/json"
+    # kserve forwards only these: a cookie or the ingress Host must not reach TorchServe
+    assert sent["x-request-id"] == "r-1" and sent["authorization"] == "Bearer t"
+    assert "cookie" not in sent and sent["host"].startswith("127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("answer", "content_type", "expected"),
+    [
+        (
+            (400, "Bad Request", b'{"error": "instance 0: not text"}', {"content-type": "application/json"}),
+            "application/json",
+            {"error": "instance 0: not text"},
+        ),
+        # TorchServe sends a handler's error without a content type: JSON is recognised
+        ((507, "Insufficient Storage", b'{"error": "full"}', {}), "application/json", {"error": "full"}),
+        # Netty's own rejection: no body, the status line's reason becomes the message
+        ((413, "Request Entity Too Large", b"", {}), "application/json", {"error": "Request Entity Too Large"}),
+        ((503, "Service Unavailable", b"queue full", {}), "text/plain; charset=utf-8", "queue full"),
+    ],
+)
+def test_a_non_2xx_answer_keeps_its_status_and_body(answer: Answer, content_type: str, expected: Any) -> None:
+    async def body(upstream: TorchServeUpstream, _: list[dict[str, Any]]) -> UpstreamError:
+        with pytest.raises(UpstreamError) as caught:
+            await upstream.call("intent", "predict", {"instances": [1]}, None)
+        return caught.value
+
+    error = run(answer, body)
+    assert error.status == answer[0]
+    assert error.content_type == content_type
+    decoded = json.loads(error.body) if content_type == "application/json" else error.body.decode()
+    assert decoded == expected
+
+
+def test_an_answer_that_is_not_json_is_an_error_naming_the_model() -> None:
+    async def body(upstream: TorchServeUpstream, _: list[dict[str, Any]]) -> UpstreamError:
+        with pytest.raises(UpstreamError) as caught:
+            await upstream.call("intent", "predict", {"instances": [1]}, None)
+        return caught.value
+
+    error = run((200, "OK", b"label: greeting", {}), body)
+    assert error.status == UNREACHABLE_STATUS
+    message = json.loads(error.body)["error"]
+    assert "intent" in message and "not JSON" in message and "label: greeting" in message
+
+
+def test_torchserve_not_listening_is_502_naming_the_model() -> None:
+    async def body() -> UpstreamError:
+        # a port that was free a moment ago: bind, read it, close
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        upstream = TorchServeUpstream(f"http://127.0.0.1:{port}", timeout_s=5)
+        try:
+            with pytest.raises(UpstreamError) as caught:
+                await upstream.call("intent", "predict", {"instances": [1]}, None)
+        finally:
+            await upstream.close()
+        return caught.value
+
+    error = asyncio.run(body())
+    assert error.status == UNREACHABLE_STATUS
+    assert "TorchServe did not answer for model intent" in json.loads(error.body)["error"]
+
+
+def test_connections_are_kept_alive_between_calls() -> None:
+    async def body(upstream: TorchServeUpstream, seen: list[dict[str, Any]]) -> set[int]:
+        for i in range(5):
+            await upstream.call("m", "predict", {"instances": [i]}, None)
+        return {s["connection"] for s in seen}
+
+    assert len(run((200, "OK", b'{"predictions": [1]}', {}), body)) == 1
