@@ -3,7 +3,7 @@
     python -m benchmarks.defaults [--batch-sizes 8,16,32,64] [--delays 5,10,20,50] [--set short]
                                   [--seconds 6] [--rounds 2] [--no-extra] [--no-profile]
 
-A reference server (the text sample with today's settings, batch 16 and delay 20) runs throughout. For each
+A reference server (the text sample with its own mar.yaml settings) runs throughout. For each
 (batchSize, maxBatchDelay) the sample is built with those settings and served by toolkit.serve beside it; wrk
 drives N=32 clients against the reference and the candidate in turn (``--rounds`` times), so the candidate's
 throughput is also given as a ratio to the reference measured back to back (robust to a machine whose other
@@ -249,7 +249,7 @@ def _print_row(row: dict[str, Any]) -> None:
 def render(rows: list[dict[str, Any]], best: dict[str, Any] | None, profile: dict[str, Any] | None,
            set_name: str) -> str:
     lines = [f"\nserving settings, {set_name} texts, ours (full local stack): N=32 throughput as measured and as a "
-             "ratio to the reference server (batch 16, delay 20) run back to back; N=1 latency",
+             "ratio to the reference server (the sample's own settings) run back to back; N=1 latency",
              table(["config", "N=32 req/s", "ref req/s", "x ref", "p50 ms", "p99 ms", "mean batch", "N=1 p50 ms",
                     "N=1 p99 ms", "cpu ms/req", "other load %"],
                    [[r["config"], r["n32_throughput"], r["reference_throughput"], r["vs_reference"],

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zipfile
 from pathlib import Path
 
@@ -91,7 +92,35 @@ def test_large_weights_copied_by_the_kernel_keep_their_crc(
         assert zf.read("model/model.safetensors") == weights
         assert zf.getinfo("model/model.safetensors").compress_type == zipfile.ZIP_STORED
         assert zf.read("model/tokenizer.json") == b"{}"
-    assert seen[-1][0] == seen[-1][1] and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
+        header_offset = zf.getinfo("model/model.safetensors").header_offset
+    # the weights start on a 32 KiB boundary (the kernel copies them at cp speed there); the padding is an extra
+    # field of the local header, which readers skip
+    with result.archive.open("rb") as f:
+        f.seek(header_offset)
+        local = f.read(30)
+        assert local[:4] == b"PK\x03\x04"
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        data_offset = header_offset + 30 + name_len + extra_len
+        f.seek(data_offset)
+        assert f.read(64) == weights[:64]
+    assert data_offset % (32 * 1024) == 0
+    assert seen[-1][0] == seen[-1][1] and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:], strict=False))
+
+
+def test_a_checksum_that_fails_beside_the_kernel_copy_fails_the_build_and_writes_nothing(
+    write_spec, hf_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit import ArchiveError, _archive
+
+    def unreadable(path: str, size: int) -> int:
+        raise OSError(5, "Input/output error", path)
+
+    monkeypatch.setattr(_archive, "_file_crc32", unreadable)
+    (hf_folder / "model.safetensors").write_bytes(os.urandom(33 * 1024 * 1024))
+    layout = tmp_path / "layout"
+    with pytest.raises(ArchiveError, match="could not checksum .*model.safetensors.*Input/output error"):
+        build(write_spec(name="big", task="embeddings", model=str(hf_folder)), layout)
+    assert not [p.name for p in tmp_path.iterdir() if "layout" in p.name]  # no layout, no temp folder beside it
 
 
 def test_second_model_merges_without_touching_the_first(tensor_spec, tmp_path: Path) -> None:
