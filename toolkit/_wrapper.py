@@ -67,6 +67,7 @@ log = logging.getLogger("toolkit.wrapper")
 DEFAULT_INFERENCE_ADDRESS = "http://127.0.0.1:8080"
 DEFAULT_MANAGEMENT_ADDRESS = "http://127.0.0.1:8081"
 UNREACHABLE_STATUS = 502
+MAX_UPSTREAM_CONNECTIONS = 100
 
 
 def local_url(address: str) -> str:
@@ -134,7 +135,9 @@ class TorchServeUpstream:
         # Created on first use, inside the server's event loop (an aiohttp session belongs to one loop).
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+                # At most this many requests in flight to TorchServe, as with kserve's httpx client (its default
+                # pool): beyond it requests wait here instead of overflowing TorchServe's job queue (503s).
+                connector=aiohttp.TCPConnector(limit=MAX_UPSTREAM_CONNECTIONS, keepalive_timeout=60),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 # The body is bytes we serialised; aiohttp's default JSON and cookie handling are not needed.
                 cookie_jar=aiohttp.DummyCookieJar(),

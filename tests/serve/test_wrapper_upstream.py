@@ -9,16 +9,20 @@ from typing import Any
 
 import pytest
 
-from toolkit._wrapper import UNREACHABLE_STATUS, TorchServeUpstream, UpstreamError
+from toolkit._wrapper import MAX_UPSTREAM_CONNECTIONS, UNREACHABLE_STATUS, TorchServeUpstream, UpstreamError
 
 Answer = tuple[int, str, bytes, dict[str, str]]  # status, reason, body, headers
 
 
 async def _with_standin(
-    answer: Answer, body: Callable[[TorchServeUpstream, list[dict[str, Any]]], Awaitable[Any]]
+    answer: Answer, body: Callable[[TorchServeUpstream, list[dict[str, Any]]], Awaitable[Any]], hold: float = 0.0
 ) -> Any:
-    """Start a one-route HTTP/1.1 stand-in on a free loopback port, run ``body`` against it, stop it."""
+    """Start a one-route HTTP/1.1 stand-in on a free loopback port, run ``body`` against it, stop it.
+
+    Each request is recorded with the number of requests the stand-in held at that moment (``in_flight``); each
+    answer is held ``hold`` seconds."""
     seen: list[dict[str, Any]] = []
+    in_flight = [0]
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -30,9 +34,19 @@ async def _with_standin(
                     k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
                 }
                 data = await reader.readexactly(int(headers.get("content-length", "0")))
+                in_flight[0] += 1
                 seen.append(
-                    {"method": method, "target": target, "headers": headers, "body": data, "connection": id(writer)}
+                    {
+                        "method": method,
+                        "target": target,
+                        "headers": headers,
+                        "body": data,
+                        "connection": id(writer),
+                        "in_flight": in_flight[0],
+                    }
                 )
+                await asyncio.sleep(hold)
+                in_flight[0] -= 1
                 status, reason, payload, extra = answer
                 out = [f"HTTP/1.1 {status} {reason}", f"content-length: {len(payload)}"]
                 out += [f"{k}: {v}" for k, v in extra.items()]
@@ -43,7 +57,7 @@ async def _with_standin(
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
     port = server.sockets[0].getsockname()[1]
     upstream = TorchServeUpstream(f"http://127.0.0.1:{port}/", timeout_s=10)
     try:
@@ -54,8 +68,10 @@ async def _with_standin(
         await server.wait_closed()
 
 
-def run(answer: Answer, body: Callable[[TorchServeUpstream, list[dict[str, Any]]], Awaitable[Any]]) -> Any:
-    return asyncio.run(_with_standin(answer, body))
+def run(
+    answer: Answer, body: Callable[[TorchServeUpstream, list[dict[str, Any]]], Awaitable[Any]], hold: float = 0.0
+) -> Any:
+    return asyncio.run(_with_standin(answer, body, hold))
 
 
 def test_predict_posts_the_payload_as_json_and_returns_the_decoded_answer() -> None:
@@ -147,3 +163,17 @@ def test_connections_are_kept_alive_between_calls() -> None:
         return {s["connection"] for s in seen}
 
     assert len(run((200, "OK", b'{"predictions": [1]}', {}), body)) == 1
+
+
+def test_requests_beyond_the_connection_cap_wait_in_the_wrapper() -> None:
+    """Never more than MAX_UPSTREAM_CONNECTIONS requests in TorchServe at once: the rest wait here, not in its
+    job queue (where they would be 503s), and every one is answered."""
+    calls = MAX_UPSTREAM_CONNECTIONS + 50
+
+    async def body(upstream: TorchServeUpstream, seen: list[dict[str, Any]]) -> tuple[list[Any], int]:
+        answers = await asyncio.gather(*(upstream.call("m", "predict", {"instances": [i]}, None) for i in range(calls)))
+        return answers, max(s["in_flight"] for s in seen)
+
+    answers, most = run((200, "OK", b'{"predictions": [1]}', {}), body, hold=0.2)
+    assert answers == [{"predictions": [1]}] * calls
+    assert most == MAX_UPSTREAM_CONNECTIONS
