@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import tempfile
@@ -284,6 +285,8 @@ def render(
     if version is not None:
         _check_runtime_version(version, gpus)
     res_requests, res_limits = _resolve_resources(base.resources, requests, limits, gpus)
+    if not gpus and facts.workers:
+        _check_workers(facts.workers, res_limits.get("cpu"))
 
     scaling = _scaling(
         min_replicas=_first(min_replicas, base.min_replicas), max_replicas=_first(max_replicas, base.max_replicas),
@@ -411,6 +414,7 @@ class _LayoutFacts:
     defaults: KServeSettings | None = None
     metrics_port: int | None = None
     metrics_mode: str | None = None
+    workers: int = 0  # minWorkers (those TorchServe starts) summed over the models; 0 when some model has none
 
 
 def _read_layout(path: str | Path) -> _LayoutFacts:
@@ -426,6 +430,9 @@ def _read_layout(path: str | Path) -> _LayoutFacts:
             path=layout.path, hint="build the layout with `mar-build build SPEC -o LAYOUT`",
         )
     facts = _LayoutFacts(models=list(dict.fromkeys(layout.model_names())))
+    counts = [entry.settings.get("minWorkers") for entry in layout.entries]
+    if all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in counts):
+        facts.workers = sum(counts)  # type: ignore[arg-type]
     source: str | None = None
     for entry in layout.entries:
         mar = layout.model_store / (entry.mar_name or f"{entry.name}.mar")
@@ -754,6 +761,31 @@ def _resolve_resources(
             table[GPU_RESOURCE] = str(gpus)
     _check_requests_within_limits(res_requests, res_limits)
     return res_requests, res_limits
+
+
+def _check_workers(workers: int, cpu_limit: str | None) -> None:
+    """Warn when the workers TorchServe starts (minWorkers) outnumber the CPUs the pod may use.
+
+    Each worker holds its own copy of the model and runs one batch at a time; the handlers give each worker
+    (CPUs / max_workers) torch threads. More workers than CPUs only take turns on them, with a model copy each in
+    the memory limit. Fewer is a valid choice (more threads per worker), said at -v: on 2 CPUs one
+    single-threaded worker per CPU served 1.3-1.5 x one worker with both threads (benchmarks/defaults.py).
+    """
+    if cpu_limit is None:
+        return
+    cpus = max(1, math.ceil(parse_quantity(cpu_limit)))  # the handlers round a CPU quota up the same way
+    if workers > cpus:
+        log.warning(
+            "the layout starts %d worker(s) on limits.cpu %s: they take turns on %d CPU(s), and each holds its "
+            "own copy of the model within the memory limit; set serving.min_workers to %d in all (and rebuild), "
+            "or raise the CPU limit (--cpu-limit)", workers, cpu_limit, cpus, cpus,
+        )
+    elif workers < cpus:
+        log.info(
+            "the layout starts %d worker(s) on limits.cpu %s: one single-threaded worker per CPU "
+            "(serving.min_workers and max_workers: %d) usually serves more under load, if the memory limit holds "
+            "that many copies of the model", workers, cpu_limit, cpus,
+        )
 
 
 def _check_requests_within_limits(requests: Mapping[str, str], limits: Mapping[str, str]) -> None:

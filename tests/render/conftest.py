@@ -34,10 +34,12 @@ def make_layout(
     *,
     metrics_port: int = 8082,
     metrics_mode: bool = True,
+    min_workers: int | None = 1,
 ) -> Path:
     """Write a layout at ``root`` serving ``models``: name -> the archive's KServe settings (None: hand-built).
 
-    The DESIGN.md hand workflow's values: version 1.0, 1-5 workers, batch size 1, 5000 ms delay, 120 s timeout.
+    The DESIGN.md hand workflow's values: version 1.0, 1-5 workers, batch size 1, 5000 ms delay, 120 s timeout
+    (``min_workers`` None leaves minWorkers out).
     """
     (root / "config").mkdir(parents=True, exist_ok=True)
     (root / "model-store").mkdir(exist_ok=True)
@@ -45,8 +47,8 @@ def make_layout(
         "name": "startup.cfg",
         "modelCount": len(models),
         "models": {
-            name: {"1.0": {"defaultVersion": True, "marName": f"{name}.mar", "minWorkers": 1, "maxWorkers": 5,
-                           "batchSize": 1, "maxBatchDelay": 5000, "responseTimeout": 120}}
+            name: {"1.0": {"defaultVersion": True, "marName": f"{name}.mar", "minWorkers": min_workers,
+                           "maxWorkers": 5, "batchSize": 1, "maxBatchDelay": 5000, "responseTimeout": 120}}
             for name in models
         },
     }

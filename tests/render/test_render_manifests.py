@@ -240,6 +240,40 @@ def test_unknown_settings_in_a_newer_archive_are_ignored_with_a_warning(layout_f
     assert "future_knob" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("min_workers", "models", "limits", "warned"),
+    [
+        (3, ["bert"], None, "starts 3 worker(s) on limits.cpu 1: they take turns on 1 CPU(s)"),
+        (2, ["a", "b"], {"cpu": "3"}, "starts 4 worker(s) on limits.cpu 3"),  # workers of all models count
+        (3, ["bert"], {"cpu": "2500m"}, None),  # a 2.5 CPU quota: the handlers round it up to 3
+        (1, ["bert"], None, None),  # the hand workflow: minWorkers 1 (maxWorkers 5 is only a cap)
+        (None, ["bert"], None, None),  # TorchServe's default worker count: nothing to compare
+    ],
+)
+def test_more_workers_than_cpus_is_a_warning(layout_factory, caplog, min_workers, models, limits, warned):
+    layout = layout_factory(dict.fromkeys(models), min_workers=min_workers)
+    with caplog.at_level(logging.INFO, logger="toolkit.render"):
+        render(layout, name="m", storage_uri="pvc://x", limits=limits)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if warned is None:
+        assert not [w for w in warnings if "worker" in w], warnings
+    else:
+        assert [w for w in warnings if warned in w and "min_workers" in w], warnings
+
+
+def test_fewer_workers_than_cpus_is_said_at_info(layout_factory, caplog):
+    layout = layout_factory({"bert": None})
+    with caplog.at_level(logging.INFO, logger="toolkit.render"):
+        render(layout, name="m", storage_uri="pvc://x", limits={"cpu": "4"})
+    [info] = [r for r in caplog.records if "worker" in r.getMessage()]
+    assert info.levelno == logging.INFO
+    assert "starts 1 worker(s) on limits.cpu 4" in info.getMessage() and "max_workers: 4" in info.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="toolkit.render"):
+        render(layout, name="m", storage_uri="pvc://x", limits={"cpu": "4"}, gpu=1)  # GPU workers: not about CPUs
+    assert not [r for r in caplog.records if "worker" in r.getMessage()]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Bad input: each gets a clear error
 
