@@ -213,6 +213,8 @@ def _align_data(zf: zipfile.ZipFile, info: zipfile.ZipInfo, *, zip64: bool) -> N
     record = struct.calcsize("<HHH")
     pad = -(zf.fp.tell() + header + record) % _DATA_ALIGNMENT  # type: ignore[union-attr]
     info.extra = struct.pack("<HHH", _ALIGNMENT_EXTRA_ID, 2 + pad, _DATA_ALIGNMENT) + bytes(pad)
+
+
 _WRITER_STATE = ("_fileobj", "_crc", "_file_size", "_compress_size")
 
 
@@ -274,7 +276,7 @@ def _file_crc32(path: str, size: int) -> int:
 
     Mapped, the bytes are checksummed where the kernel keeps them: 0.07 s for 500 MB here, against 0.10 s reading
     into one reused buffer and 0.15-0.19 s with a fresh 8 MiB bytes object per read (each one page-faulted anew).
-    Chunked so that crc32 releases the GIL between calls and the copy loop beside it is never held up.
+    Chunked so that the copy loop beside it gets the GIL between calls even where crc32 keeps it while it runs.
     """
     value = 0
     with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mapped:
