@@ -24,6 +24,12 @@ def sample_settings() -> tuple[Path, list[str], int]:
     return model, list(spec["class_names"]), int(spec.get("options", {}).get("max_length", 64))
 
 
+def sample_workers() -> int:
+    """The text sample's serving.max_workers (its mar.yaml; 1 when unset, the spec's default)."""
+    spec = yaml.safe_load((SAMPLE / "mar.yaml").read_text(encoding="utf-8"))
+    return int((spec.get("serving") or {}).get("max_workers", 1))
+
+
 class RawModel:
     """Tokenizer + AutoModelForSequenceClassification, loaded as the handler loads them."""
 

@@ -10,9 +10,11 @@ throughput is also given as a ratio to the reference measured back to back (robu
 load changes); then N=1 on the candidate (the latency a lone client pays: a batch that cannot fill waits
 maxBatchDelay). The mean batch the worker really ran comes from TorchServe's PredictionTime metric lines (one per
 batch, tagged with its requests' ids).
-Extra rows at the recommended settings: torch threads 1 instead of cores/workers (MAR_BUILD_THREADS), and two
-workers of one thread each. Then py-spy samples the worker and the wrapper under the N=32 load, and the samples
-are grouped by what the code was doing (tokenisation, forward, JSON, TorchServe's protocol, the envelope).
+The grid runs the sample's worker count (--workers to change it). Extra rows at the recommended settings: with a
+grid of several workers, one worker with every thread; with a grid of one worker, that worker on one torch thread
+(MAR_BUILD_THREADS) and two workers of one thread each. Then py-spy samples the worker and the wrapper under
+the N=32 load, and the samples are grouped by what the code was doing (tokenisation, forward, JSON, TorchServe's
+protocol, the envelope).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from . import _stacks
 from ._common import RESULTS, load_note, table, write_results
 from ._load import LoadResult, run_wrk
+from ._model import sample_workers
 from .serving import bodies_file, drain, references
 
 PY_SPY = _stacks.BENTO_VENV / "bin" / "py-spy"
@@ -171,10 +174,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", default="short", choices=("short", "long"))
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per N=32 run")
     parser.add_argument("--rounds", type=int, default=2, help="N=32 runs per setting (each paired with the reference)")
-    parser.add_argument("--workers", type=int, default=1, help="workers of every setting in the grid")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="workers of every setting in the grid (default: the sample's max_workers)")
     parser.add_argument("--no-extra", action="store_true", help="skip the threads and workers rows")
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args(argv)
+    args.workers = args.workers or sample_workers()
     started = time.perf_counter()
     print(f"defaults sweep: {load_note(before=True)}", flush=True)
     _stacks.ensure_sample()
@@ -198,12 +203,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         best = recommend(rows)
         if not args.no_extra and best is not None:
             b, d = best["batch_size"], best["delay"]
-            for label, env, workers in ((f"batch {b} delay {d}, 1 thread", {"MAR_BUILD_THREADS": "1"}, None),
-                                        (f"batch {b} delay {d}, 2 workers", None, 2)):
+            # the alternatives to the grid's workers: one worker with every thread, or (when the grid ran one)
+            # that worker on one thread and two single-threaded workers
+            extras: list[tuple[str, dict[str, str] | None, int]] = (
+                [(f"batch {b} delay {d}, 1 thread", {"MAR_BUILD_THREADS": "1"}, 1),
+                 (f"batch {b} delay {d}, 2 workers", None, 2)]
+                if args.workers == 1 else [(f"batch {b} delay {d}, 1 worker", None, 1)]
+            )
+            for label, env, workers in extras:
                 layout = _stacks.build_ours(work / "layout", batch_size=b, max_batch_delay=d, workers=workers)
                 row = measure(label, reference, layout, work / "run-extra", data, args.seconds, args.rounds,
                               env=env)
-                row.update(batch_size=b, delay=d, threads=1 if env else "auto", workers=workers or 1)
+                row.update(batch_size=b, delay=d, threads=1 if env else "auto", workers=workers)
                 rows.append(row)
                 _print_row(row)
     profile = None

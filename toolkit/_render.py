@@ -769,7 +769,7 @@ def _check_workers(workers: int, cpu_limit: str | None) -> None:
     Each worker holds its own copy of the model and runs one batch at a time; the handlers give each worker
     (CPUs / max_workers) torch threads. More workers than CPUs only take turns on them, with a model copy each in
     the memory limit. Fewer is a valid choice (more threads per worker), said at -v: on 2 CPUs one
-    single-threaded worker per CPU served 1.3-1.5 x one worker with both threads (benchmarks/defaults.py).
+    single-threaded worker per CPU served 1.2-1.5 x one worker with both threads (benchmarks/defaults.py).
     """
     if cpu_limit is None:
         return
