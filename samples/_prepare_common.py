@@ -34,6 +34,7 @@ SAMPLES = Path(__file__).resolve().parent
 COMMON = Path(__file__).resolve()
 STAMP_NAME = ".prepared"
 METRICS_NAME = "metrics.json"
+EXAMPLES = ("sample.json", "expected.json")  # a request for the sample and the answers it must get
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,20 @@ def load_module_class(path: Path) -> type:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def has_examples(sample_dir: Path) -> bool:
+    return all((sample_dir / name).is_file() for name in EXAMPLES)
+
+
+def write_examples(sample_dir: Path, instances: Sequence[Any], expected: Mapping[str, Any]) -> None:
+    """sample.json (a v1 request, one instance a line) and expected.json, each written only when its text differs
+    (a rerun changes no file)."""
+    sample = '{"instances": [\n  ' + ",\n  ".join(json.dumps(i) for i in instances) + "\n]}\n"
+    for name, text in zip(EXAMPLES, (sample, json.dumps(expected) + "\n"), strict=True):
+        path = sample_dir / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
 
 
 def stamp_path(model_dir: Path) -> Path:

@@ -14,7 +14,6 @@ handler takes them; expected.json their true classes.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -136,13 +135,11 @@ def write_examples() -> None:
     x_held, y_held = data["held-out"]
     # The first held-out wine of each class, in an order that is not 0, 1, 2.
     picks = [int(next(i for i, y in enumerate(y_held) if y == c)) for c in (2, 0, 1)]
-    instances = [json.dumps(instance(x_held[i], data["features"])) for i in picks]
-    sample = '{"instances": [\n  ' + ",\n  ".join(instances) + "\n]}\n"
-    expected = json.dumps({"classes": [names[int(y_held[i])] for i in picks], "held_out_positions": picks}) + "\n"
-    for name, text in (("sample.json", sample), ("expected.json", expected)):
-        path = SAMPLE / name
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
+    common.write_examples(
+        SAMPLE,
+        [instance(x_held[i], data["features"]) for i in picks],
+        {"classes": [names[int(y_held[i])] for i in picks], "held_out_positions": picks},
+    )
 
 
 def summary(metrics: dict[str, Any]) -> str:
@@ -158,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> common.Prepared:
                 **common.library_versions("torch", "scikit-learn", "numpy")},
         build=build, summary=summary, argv=argv,
     )
-    if not result.skipped or not all((SAMPLE / n).is_file() for n in ("sample.json", "expected.json")):
+    if not result.skipped or not common.has_examples(SAMPLE):
         write_examples()
     return result
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import shutil
 import sys
 import time
@@ -136,16 +135,11 @@ def write_examples() -> None:
     # Shuffled order (fixed): a demo answer of 0..9 in order would hide a handler that ignores its input.
     order = [3, 8, 0, 5, 9, 1, 6, 2, 7, 4]
     picks = [picks[d] for d in order]
-    instances = [json.dumps({"data": png_base64(held_pixels[i])}) for i in picks]
-    sample = '{"instances": [\n  ' + ",\n  ".join(instances) + "\n]}\n"
-    expected = json.dumps({
-        "labels": [str(int(held_labels[i])) for i in picks],
-        "held_out_positions": picks,
-    }) + "\n"
-    for name, text in (("sample.json", sample), ("expected.json", expected)):
-        path = SAMPLE / name
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
+    common.write_examples(
+        SAMPLE,
+        [{"data": png_base64(held_pixels[i])} for i in picks],
+        {"labels": [str(int(held_labels[i])) for i in picks], "held_out_positions": picks},
+    )
 
 
 def summary(metrics: dict[str, Any]) -> str:
@@ -160,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> common.Prepared:
         values={**options(), "threads": THREADS, **common.library_versions("torch", "scikit-learn", "numpy")},
         build=build, summary=summary, argv=argv,
     )
-    if not result.skipped or not all((SAMPLE / n).is_file() for n in ("sample.json", "expected.json")):
+    if not result.skipped or not common.has_examples(SAMPLE):
         write_examples()
     return result
 

@@ -14,7 +14,6 @@ from samples_support import (
     prepare_module,
     run_prepare,
     sample_json,
-    tree_state,
 )
 
 SAMPLE = "custom"
@@ -22,11 +21,6 @@ SAMPLE = "custom"
 # cultivars are nearly separable once standardised. 0.9 fails a model fed unstandardised inputs (proline alone
 # would dominate) or the wrong feature order.
 ACCURACY_FLOOR = 0.9
-
-
-@pytest.fixture(scope="module")
-def sample(prepared) -> Sample:
-    return prepared(SAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +125,3 @@ def test_training_is_reproducible(sample: Sample, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     for name in ("weights.pt", "preprocessing.json"):
         assert (tmp_path / "model" / name).read_bytes() == (sample.model_dir / name).read_bytes()
-
-
-def test_running_prepare_again_changes_nothing(sample: Sample) -> None:
-    before = tree_state(sample.folder)
-    run = run_prepare(SAMPLE)
-    assert run.returncode == 0, run.stderr
-    assert "up to date" in run.stdout
-    assert tree_state(sample.folder) == before

@@ -1,14 +1,16 @@
-"""The shared prepare machinery: the stamp skips work only when inputs and files match, writes are atomic."""
+"""The shared prepare machinery: the stamp skips work only when inputs and files match, writes are atomic, and a
+sample's prepare.py run again changes no file."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from samples_support import common_module
+from samples_support import Sample, common_module, run_prepare, tree_state
 
 common = common_module()
 
@@ -157,3 +159,25 @@ def test_command_line_prints_measured_then_recorded(tmp_path: Path, capsys: pyte
     assert "up to date" in out and "recorded: accuracy 0.6" in out and build.calls == 1
     assert "measured: accuracy 0.7" in run("--force")
     assert build.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "also_printed"),
+    [
+        ("text-classification", "recorded: held-out accuracy"),
+        ("embeddings", None),
+        ("image-classification", None),
+        ("custom", None),
+    ],
+)
+def test_running_a_samples_prepare_again_changes_nothing(
+    prepared: Callable[[str], Sample], name: str, also_printed: str | None
+) -> None:
+    sample = prepared(name)
+    before = tree_state(sample.folder)
+    run = run_prepare(name)
+    assert run.returncode == 0, run.stderr
+    assert "up to date" in run.stdout
+    if also_printed is not None:
+        assert also_printed in run.stdout
+    assert tree_state(sample.folder) == before

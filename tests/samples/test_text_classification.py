@@ -6,15 +6,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from samples_support import (
     Sample,
     handler_harness,
     leftovers,
     prepare_module,
-    run_prepare,
     sample_json,
-    tree_state,
 )
 
 SAMPLE = "text-classification"
@@ -22,11 +19,6 @@ SAMPLE = "text-classification"
 # ambiguous technical/billing messages). 0.85 leaves room for another torch build's float noise while still
 # failing a model that learned one class too few (at most 0.75) or a broken tokenizer/label mapping.
 ACCURACY_FLOOR = 0.85
-
-
-@pytest.fixture(scope="module")
-def sample(prepared) -> Sample:
-    return prepared(SAMPLE)
 
 
 def test_data_is_balanced_varied_and_split_once() -> None:
@@ -99,11 +91,3 @@ def test_spec_is_valid_and_its_model_folder_passes_the_build_checks(sample: Samp
     assert spec.kserve.resources.requests == {"cpu": "500m", "memory": "1Gi"}
     assert spec.kserve.resources.limits == {"cpu": "2", "memory": "2Gi"}
     check_model_files(spec)  # raises SpecError when the handler would miss something
-
-
-def test_running_prepare_again_changes_nothing(sample: Sample) -> None:
-    before = tree_state(sample.folder)
-    run = run_prepare(SAMPLE)
-    assert run.returncode == 0, run.stderr
-    assert "up to date" in run.stdout and "recorded: held-out accuracy" in run.stdout
-    assert tree_state(sample.folder) == before
