@@ -15,9 +15,13 @@ from .texts import SAMPLE
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def _sample_spec() -> dict[str, Any]:
+    return yaml.safe_load((SAMPLE / "mar.yaml").read_text(encoding="utf-8"))
+
+
 def sample_settings() -> tuple[Path, list[str], int]:
     """(model folder, class names, max_length) of the text sample, as its mar.yaml says."""
-    spec = yaml.safe_load((SAMPLE / "mar.yaml").read_text(encoding="utf-8"))
+    spec = _sample_spec()
     model = SAMPLE / spec["model"]
     if not (model / "config.json").is_file():
         raise SystemExit(f"{model} is missing: run `python samples/text-classification/prepare.py` first")
@@ -26,8 +30,7 @@ def sample_settings() -> tuple[Path, list[str], int]:
 
 def sample_workers() -> int:
     """The text sample's serving.max_workers (its mar.yaml; 1 when unset, the spec's default)."""
-    spec = yaml.safe_load((SAMPLE / "mar.yaml").read_text(encoding="utf-8"))
-    return int((spec.get("serving") or {}).get("max_workers", 1))
+    return int((_sample_spec().get("serving") or {}).get("max_workers", 1))
 
 
 class RawModel:
