@@ -56,7 +56,6 @@ try:
     from kserve import Model, ModelServer
     from kserve.errors import ModelNotFound
     from kserve.model import append_forwardable_headers
-    from kserve.predictor_config import PredictorConfig
     from kserve.protocol.rest.server import RESTServer
 finally:
     sys.argv = _argv
@@ -331,16 +330,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         enable_grpc=args.grpc_port is not None,
         workers=1,
         enable_latency_logging=False,
-        predictor_config=PredictorConfig(
-            predictor_host=urlsplit(inference_url).netloc,
-            predictor_protocol="v1",
-            predictor_request_timeout_seconds=args.request_timeout,
-        ),
+        # No PredictorConfig: TorchServeModel calls TorchServe through TorchServeUpstream, never kserve's client.
     )
     for model in models:
         server.register_model(model)
-    # kserve's timing middleware and httpx log a line per request at INFO: at hundreds of requests per second
-    # that is CPU the models need. The access log (uvicorn.access) stays, as in the pod.
+    # kserve's timing middleware logs a line per request at INFO, and httpx one per readiness poll: at hundreds of
+    # requests per second that is CPU the models need. The access log (uvicorn.access) stays, as in the pod.
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
