@@ -28,6 +28,7 @@ GROUP, VERSION = "serving.kserve.io", "v1beta1"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 CORE_PLURALS = {"secrets", "serviceaccounts", "persistentvolumeclaims", "configmaps"}
 NAMESPACE = "kubeflow-user-example-com"
+POD = "torchserve-predictor-00001-deployment-7c9f8d6b5-x2k4p"  # a predictor pod name as KServe makes them
 USER = f"system:serviceaccount:{NAMESPACE}:default-editor"
 TOKEN = "stand-in-token"  # the bearer token of the test kubeconfig
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from k8s_standin import (
     NAMESPACE,
+    POD,
     Frame,
     StandInApiServer,
     cond,
@@ -31,7 +32,6 @@ from toolkit import DeployError, SpecError
 from toolkit._deploy import DeployEvent, delete, deploy, status
 from toolkit._kube import NO_KSERVE, connect
 
-POD = "torchserve-predictor-00001-deployment-7c9f8d6b5-x2k4p"
 FAST = {"poll_interval": 0.01}
 
 # Lines TorchServe 0.12.0 printed here when the KServe wrapper's readiness poll (GET /models/NAME?customized=false,

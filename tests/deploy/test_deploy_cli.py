@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner, Result
 from k8s_standin import (
     NAMESPACE,
+    POD,
     TOKEN,
     Frame,
     StandInApiServer,
@@ -27,8 +28,6 @@ from k8s_standin import (
 )
 
 from toolkit._cli import cli
-
-POD = "torchserve-predictor-00001-deployment-7c9f8d6b5-x2k4p"
 
 
 def run(*args: str, env: dict[str, str | None] | None = None) -> Result:
