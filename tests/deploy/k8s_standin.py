@@ -43,40 +43,32 @@ def cond(type_: str, status: str = "True", reason: str = "", message: str = "") 
     return out
 
 
-def waiting(name: str, reason: str, message: str = "", *, restarts: int = 0, last: dict | None = None) -> dict:
-    return {
-        "name": name,
-        "ready": False,
-        "restartCount": restarts,
-        "image": "",
-        "started": False,
-        "state": {"waiting": {"reason": reason, **({"message": message} if message else {})}},
-        "lastState": {"terminated": last} if last else {},
-    }
-
-
-def running(name: str, *, ready: bool = True, restarts: int = 0, last: dict | None = None) -> dict:
+def _container(name: str, state: dict, *, ready: bool, started: bool, restarts: int, last: dict | None) -> dict:
+    """A pod's containerStatuses entry."""
     return {
         "name": name,
         "ready": ready,
         "restartCount": restarts,
         "image": "",
-        "started": True,
-        "state": {"running": {"startedAt": "2026-01-01T00:00:05Z"}},
+        "started": started,
+        "state": state,
         "lastState": {"terminated": last} if last else {},
     }
 
 
+def waiting(name: str, reason: str, message: str = "", *, restarts: int = 0, last: dict | None = None) -> dict:
+    state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+    return _container(name, state, ready=False, started=False, restarts=restarts, last=last)
+
+
+def running(name: str, *, ready: bool = True, restarts: int = 0, last: dict | None = None) -> dict:
+    state = {"running": {"startedAt": "2026-01-01T00:00:05Z"}}
+    return _container(name, state, ready=ready, started=True, restarts=restarts, last=last)
+
+
 def terminated(name: str, reason: str, exit_code: int, *, restarts: int = 0) -> dict:
-    return {
-        "name": name,
-        "ready": False,
-        "restartCount": restarts,
-        "image": "",
-        "started": False,
-        "state": {"terminated": {"reason": reason, "exitCode": exit_code}},
-        "lastState": {},
-    }
+    state = {"terminated": {"reason": reason, "exitCode": exit_code}}
+    return _container(name, state, ready=False, started=False, restarts=restarts, last=None)
 
 
 def exited(reason: str, exit_code: int) -> dict:
