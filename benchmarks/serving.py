@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def _settings(layout: Path) -> dict[str, Any]:
     """The model_snapshot settings a layout serves with (batchSize, maxBatchDelay, workers)."""
-    from toolkit._layout import read_layout
+    from toolkit._layout.read import read_layout
 
     entry = read_layout(layout).entries[0]
     return {k: entry.settings.get(k) for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")}

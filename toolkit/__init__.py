@@ -29,20 +29,20 @@ from ._errors import (
     TemplateError,
     ToolkitError,
 )
-from ._spec import KServeSettings, ModelSpec, Resources, ServerSettings, ServingSettings, load_spec
+from ._spec.parse import KServeSettings, ModelSpec, Resources, ServerSettings, ServingSettings, load_spec
 
 # Heavier parts (kserve, boto3, kubernetes, httpx) load on first use, so `import toolkit` stays quick.
 _LAZY = {
-    "init": "._init",
+    "init": "._spec",
     "build": "._build",
     "build_many": "._build",
     "BuildResult": "._build",
-    "CheckReport": "._check",
+    "CheckReport": "._layout",
     "LocalPredictor": "._serve",
     "StageResult": "._stage",
     "DeployResult": "._deploy",
-    "inspect": "._inspect",
-    "check": "._check",
+    "inspect": "._layout",
+    "check": "._layout",
     "serve": "._serve",
     "stage": "._stage",
     "render": "._render",
@@ -58,13 +58,12 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from ._build import BuildResult, build, build_many
-    from ._check import CheckReport, check
     from ._client import AsyncClient, Client
     from ._deploy import DeployResult, delete, deploy, status
-    from ._init import init
-    from ._inspect import inspect
+    from ._layout import CheckReport, check, inspect
     from ._render import Manifests, PvcRequest, S3Credentials, render
     from ._serve import LocalPredictor, serve
+    from ._spec import init
     from ._stage import StageResult, stage
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from toolkit import LayoutError, SpecError, load_spec
-from toolkit._build import build, build_many
-from toolkit._layout import parse_properties, read_archive, read_layout
+from toolkit._build.builder import build, build_many
+from toolkit._layout.read import parse_properties, read_archive, read_layout
 
 
 def _snapshot(layout: Path) -> dict:

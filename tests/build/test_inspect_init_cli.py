@@ -7,11 +7,11 @@ import pytest
 from click.testing import CliRunner
 
 from toolkit import SpecError, load_spec
-from toolkit._build import build
+from toolkit._build.builder import build
 from toolkit._cli import cli
-from toolkit._init import init
-from toolkit._inspect import inspect
-from toolkit._spec import TASKS
+from toolkit._layout.summary import inspect
+from toolkit._spec.parse import TASKS
+from toolkit._spec.scaffold import init
 
 
 def test_inspect_layout_and_archive(tensor_spec, tmp_path: Path) -> None:

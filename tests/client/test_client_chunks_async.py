@@ -12,8 +12,8 @@ import httpx
 import pytest
 from client_standins import V1Model, json_response
 
-import toolkit._client
-from toolkit._client import AsyncClient, Client
+import toolkit._client.client
+from toolkit._client.client import AsyncClient, Client
 from toolkit._errors import PredictError
 
 BASE = "http://gateway.test:8080"
@@ -113,7 +113,7 @@ def test_async_predict_explain_infer_models_ready(model: V1Model) -> None:
 
 
 def test_async_ready_waits(model: V1Model, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(toolkit._client, "_READY_POLL", 0.01)
+    monkeypatch.setattr(toolkit._client.client, "_READY_POLL", 0.01)
     model.ready = False
     probes = 0
 

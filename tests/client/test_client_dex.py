@@ -9,7 +9,7 @@ import httpx
 import pytest
 from client_standins import KubeflowGateway, V1Model, cookies_of
 
-from toolkit._client import AsyncClient, Client
+from toolkit._client.client import AsyncClient, Client
 from toolkit._errors import PredictError
 
 BASE = "http://gateway.test:8080"

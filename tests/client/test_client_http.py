@@ -12,9 +12,9 @@ import httpx
 import pytest
 from client_standins import V1Model, json_response
 
-import toolkit._client
-from toolkit._client import Client
-from toolkit._client_core import RETRY_AFTER_CAP, retry_after_seconds
+import toolkit._client.client
+from toolkit._client.client import Client
+from toolkit._client.core import RETRY_AFTER_CAP, retry_after_seconds
 from toolkit._errors import PredictError
 
 BASE = "http://gateway.test:8080"
@@ -85,7 +85,7 @@ def test_models_and_ready(model: V1Model) -> None:
 
 
 def test_ready_waits_until_the_model_is_ready(model: V1Model, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(toolkit._client, "_READY_POLL", 0.01)
+    monkeypatch.setattr(toolkit._client.client, "_READY_POLL", 0.01)
     model.ready = False
     probes = 0
 
@@ -101,7 +101,7 @@ def test_ready_waits_until_the_model_is_ready(model: V1Model, monkeypatch: pytes
 
 
 def test_ready_gives_up_after_wait_and_says_false(model: V1Model, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(toolkit._client, "_READY_POLL", 0.01)
+    monkeypatch.setattr(toolkit._client.client, "_READY_POLL", 0.01)
     model.ready = False
     with make(model) as client:
         assert client.ready("bert", wait=0.05) is False

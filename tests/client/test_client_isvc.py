@@ -17,7 +17,7 @@ import yaml
 from client_standins import V1Model, json_response
 from kubernetes import client as k8s
 
-from toolkit._client import AsyncClient, Client
+from toolkit._client.client import AsyncClient, Client
 from toolkit._errors import PredictError
 
 NS = "kubeflow-user-example-com"

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from toolkit import Client, build, serve
-from toolkit._spec import parse_spec
+from toolkit._spec.parse import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

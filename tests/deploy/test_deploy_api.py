@@ -29,7 +29,7 @@ from k8s_standin import (
 )
 
 from toolkit import DeployError, SpecError
-from toolkit._deploy import DeployEvent, delete, deploy, status
+from toolkit._deploy.apply import DeployEvent, delete, deploy, status
 from toolkit._kube import NO_KSERVE, connect
 
 FAST = {"poll_interval": 0.01}

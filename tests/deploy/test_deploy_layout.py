@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from k8s_standin import NAMESPACE, Frame, StandInApiServer, ready_status
 
 from toolkit._cli import cli
-from toolkit._deploy import deploy
+from toolkit._deploy.apply import deploy
 
-render_module = pytest.importorskip("toolkit._render", reason="render is not in this tree yet")
+render_module = pytest.importorskip("toolkit._render.renderer", reason="render is not in this tree yet")
 
 
 def make_layout(root: Path) -> Path:

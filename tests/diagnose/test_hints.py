@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from toolkit._diagnose import ContainerReport, PodReport, find_hints, pod_report
+from toolkit._diagnose.cluster import ContainerReport, PodReport, find_hints, pod_report
 
 WORKER_DIED_LOG = """\
 2026-11-22T20:52:36,773 [INFO ] W-9000-bert_1.0-stdout MODEL_LOG - Backend worker process died.
@@ -202,7 +202,7 @@ def test_pod_report_of_a_pod_not_yet_scheduled_lists_its_containers():
 
 
 def test_condense_folds_traceback_frames_and_keeps_the_messages(storage_initializer_logs: dict[str, str]):
-    from toolkit._diagnose import condense
+    from toolkit._diagnose.cluster import condense
 
     lines = storage_initializer_logs["no-credentials"].splitlines()
     short = condense(lines)

@@ -1,7 +1,7 @@
 """The product end to end: each sample prepared, built by mar-build, served by the real stack, called as users do.
 
 ``served`` (module scope, one param per sample): prepare.py run once, the sample built with batchSize 8 into a
-temporary layout, ``toolkit._serve.serve`` on it (TorchServe + the kserve wrapper), the right answers
+temporary layout, ``toolkit.serve`` on it (TorchServe + the kserve wrapper), the right answers
 (integration_support.Case), and a route for it on ``gateway`` (session scope), a Host-routing proxy that demands a
 session cookie, as Kubeflow's ingress does. One stack runs at a time: tests are grouped by sample.
 """
@@ -17,8 +17,8 @@ import pytest
 from gateway import Gateway
 from integration_support import CASES, SAMPLE_FOLDERS, SAMPLES, SESSION, Served
 
-from toolkit._build import build
-from toolkit._serve import serve
+from toolkit._build.builder import build
+from toolkit._serve.predictor import serve
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from toolkit._serve import LocalPredictor
+from toolkit._serve.predictor import LocalPredictor
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"

@@ -18,7 +18,7 @@ from integration_support import SESSION, Served
 
 from toolkit import PredictError
 from toolkit._cli import cli
-from toolkit._client import AsyncClient, Client
+from toolkit._client.client import AsyncClient, Client
 
 pytestmark = pytest.mark.slow
 

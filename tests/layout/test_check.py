@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from toolkit import LayoutError
-from toolkit._build import build
-from toolkit._check import check
+from toolkit._build.builder import build
 from toolkit._cli import cli
+from toolkit._layout.preflight import check
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from toolkit._cli import cli
-from toolkit._render import render
+from toolkit._render.renderer import render
 
 HAND = [
     "--name", "torchserve", "-n", "kubeflow-user-example-com", "--storage-uri", "pvc://leeway",

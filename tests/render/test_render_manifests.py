@@ -11,7 +11,7 @@ import yaml
 
 from toolkit import KServeSettings, Resources
 from toolkit._errors import LayoutError, RenderError, SpecError
-from toolkit._render import Manifests, PvcRequest, S3Credentials, parse_quantity, render
+from toolkit._render.renderer import Manifests, PvcRequest, S3Credentials, parse_quantity, render
 
 # What a KServe user writes by hand for the DESIGN.md example (kept as they write it).
 HAND_WRITTEN_ISVC = """

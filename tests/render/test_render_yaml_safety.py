@@ -1,6 +1,6 @@
 """Arbitrary names, labels and annotations either read back exactly from the rendered YAML or are refused clearly.
 
-The oracle is Kubernetes' own rules, written here independently of toolkit/_render.py: a value the rules allow
+The oracle is Kubernetes' own rules, written here independently of toolkit/_render/: a value the rules allow
 must be accepted and read back unchanged (no YAML typing of 'yes', 'null' or '012', no injected keys); a value they
 forbid must be refused with a RenderError or SpecError.
 """
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from toolkit._errors import RenderError, SpecError
-from toolkit._render import Manifests, render
+from toolkit._render.renderer import Manifests, render
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

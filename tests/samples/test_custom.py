@@ -112,8 +112,8 @@ def test_explain_gives_every_class_probability(sample: Sample, served: Any) -> N
 
 
 def test_spec_is_valid_and_the_handler_imports_as_in_the_archive(sample: Sample) -> None:
-    from toolkit._build import check_model_files
-    from toolkit._spec import load_spec
+    from toolkit._build.builder import check_model_files
+    from toolkit._spec.parse import load_spec
 
     spec = load_spec(sample.folder)
     assert (spec.name, spec.task, spec.handler) == ("wine", "custom", sample.folder / "handler.py")

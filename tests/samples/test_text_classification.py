@@ -81,8 +81,8 @@ def test_sample_json_through_the_text_handler(sample: Sample, tmp_path: Path) ->
 
 
 def test_spec_is_valid_and_its_model_folder_passes_the_build_checks(sample: Sample) -> None:
-    from toolkit._build import check_model_files
-    from toolkit._spec import load_spec
+    from toolkit._build.builder import check_model_files
+    from toolkit._spec.parse import load_spec
 
     spec = load_spec(sample.folder)
     assert (spec.name, spec.task, spec.model) == ("intent", "text-classification", sample.model_dir)

@@ -1,7 +1,7 @@
 """Fixtures for the serve tests: real TorchServe, the real kserve wrapper, layouts built by mar-build.
 
 ``tiny_model``     a TorchScript nn.Linear(4, 3) saved to disk, and the module itself to compute expected answers
-``tensor_layout``  that model built with ``toolkit._build.build`` (task tensor, batchSize 8)
+``tensor_layout``  that model built with ``toolkit.build`` (task tensor, batchSize 8)
 ``echo_mar``       a hand-made archive (torch-model-archiver) whose load waits for a gate file; see fixtures/
 ``failing_mar``    a hand-made archive whose handler raises at load
 ``stack``          one served stack for the session: tensor model + the gated echo model, with what the wrapper
@@ -18,9 +18,9 @@ import httpx
 import pytest
 from serve_support import FIXTURES, Stack, TinyModel, add_model, archive, copy_layout, free_port
 
-from toolkit._build import build
-from toolkit._serve import ServeEvent, serve
-from toolkit._spec import parse_spec
+from toolkit._build.builder import build
+from toolkit._serve.predictor import ServeEvent, serve
+from toolkit._spec.parse import parse_spec
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from serve_support import TinyModel, assert_rows_close, copy_layout, free_port, 
 
 from toolkit import LayoutError
 from toolkit._cli import cli
-from toolkit._serve import serve
+from toolkit._serve.predictor import serve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -135,7 +135,7 @@ def test_ctrl_c_stops_everything_and_leaves_no_process(
         assert direct.status_code == 200
         started = [line for line in processes_mentioning(str(run)) if "toolkit serve" not in line]
         assert any("org.pytorch.serve.ModelServer" in line for line in started)  # the Java frontend
-        assert any("toolkit._wrapper" in line for line in started)
+        assert any("toolkit._serve.wrapper" in line for line in started)
         assert any("model_service_worker" in line for line in started)  # a Python worker
     finally:
         serving.stop_hard()

@@ -11,7 +11,7 @@ import pytest
 from serve_support import copy_layout, free_port, processes_mentioning, replace_snapshot
 
 from toolkit import LayoutError, ServeError
-from toolkit._serve import java_major, serve
+from toolkit._serve.predictor import java_major, serve
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from serve_support import Stack, TinyModel, assert_rows_close, free_port
 
 from toolkit import ServeError
-from toolkit._serve import serve
+from toolkit._serve.predictor import serve
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +143,7 @@ def test_the_handle_is_non_blocking_and_knows_its_processes(stack: Stack) -> Non
             commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
     assert any("org.pytorch.serve.ModelServer" in c for c in commands)  # TorchServe's Java frontend
     assert sum("model_service_worker" in c for c in commands) == 2  # one Python worker per model
-    assert any("toolkit._wrapper" in c for c in commands)
+    assert any("toolkit._serve.wrapper" in c for c in commands)
 
 
 def test_a_run_folder_in_use_is_refused(stack: Stack) -> None:

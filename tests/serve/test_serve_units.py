@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from toolkit._layout import parse_properties
-from toolkit._serve import _free_port_config, _reuse_workdir, port_free
-from toolkit._ts_logs import WorkerLog, explain_death, log_tail
-from toolkit._wrapper import read_wrapper_config, worker_ready
+from toolkit._diagnose.ts_logs import WorkerLog, explain_death, log_tail
+from toolkit._layout.read import parse_properties
+from toolkit._serve.predictor import _free_port_config, _reuse_workdir, port_free
+from toolkit._serve.wrapper import read_wrapper_config, worker_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +72,7 @@ def log_line(thread: str, msg: str, level: str = "INFO ") -> str:
 
 
 def test_worker_log_explains_a_death_after_failed_to_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("toolkit._ts_logs._SETTLE_S", 0.0)
+    monkeypatch.setattr("toolkit._diagnose.ts_logs._SETTLE_S", 0.0)
     log = tmp_path / "model_log.log"
     # model "a" and model "a_b" must not be confused (thread W-PORT-NAME_VERSION)
     lines = [
@@ -101,7 +101,7 @@ def test_worker_log_explains_a_death_after_failed_to_load(tmp_path: Path, monkey
 def test_worker_log_waits_for_the_traceback_that_follows_the_death(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("toolkit._ts_logs._SETTLE_S", 0.2)
+    monkeypatch.setattr("toolkit._diagnose.ts_logs._SETTLE_S", 0.2)
     log = tmp_path / "model_log.log"
     log.write_text(log_line("W-9000-m_1.0", "Backend worker process died."))
     workers = WorkerLog(log, ["m"], {"m": "1.0"})
@@ -114,7 +114,7 @@ def test_worker_log_waits_for_the_traceback_that_follows_the_death(
 
 
 def test_a_restarted_worker_forgets_its_previous_death(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("toolkit._ts_logs._SETTLE_S", 0.0)
+    monkeypatch.setattr("toolkit._diagnose.ts_logs._SETTLE_S", 0.0)
     log = tmp_path / "model_log.log"
     log.write_text(log_line("W-9000-m_1.0", "Backend worker process died.")
                    + log_line("W-9000-m_1.0", "s_name_part0=/tmp/.ts.sock, s_name_part1=9000, pid=3"))
@@ -155,14 +155,14 @@ def test_port_free_sees_a_listener() -> None:
 
 
 def test_the_wrapper_process_does_not_import_torch() -> None:
-    code = "import sys, toolkit._wrapper; print('torch' in sys.modules)"
+    code = "import sys, toolkit._serve.wrapper; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
 
 
 def test_importing_the_wrapper_leaves_the_command_line_alone() -> None:
     # kserve.model_server parses sys.argv at import; ours (or pytest's) must not be read as kserve's options.
-    code = ("import sys; sys.argv[1:] = ['--config', 'x', '--http_port', '1']; import toolkit._wrapper as w; "
+    code = ("import sys; sys.argv[1:] = ['--config', 'x', '--http_port', '1']; import toolkit._serve.wrapper as w; "
             "print(sys.argv[1:], w._model_server.args.http_port)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "['--config', 'x', '--http_port', '1'] 8080"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from toolkit._wrapper import MAX_UPSTREAM_CONNECTIONS, UNREACHABLE_STATUS, TorchServeUpstream, UpstreamError
+from toolkit._serve.wrapper import MAX_UPSTREAM_CONNECTIONS, UNREACHABLE_STATUS, TorchServeUpstream, UpstreamError
 
 Answer = tuple[int, str, bytes, dict[str, str]]  # status, reason, body, headers
 

@@ -118,7 +118,7 @@ def s3_env(endpoint: str) -> Iterator[None]:
 def kserve_download(uri: str, out_dir: Path, endpoint: str) -> Path:
     """Download ``uri`` with kserve_storage.Storage.download, the storage-initializer's own code (in a process of
     its own: it forks a multiprocessing.Pool, which can deadlock in a process with threads, like this one)."""
-    from toolkit._initializer import download
+    from toolkit._serve.initializer import download
 
     with s3_env(endpoint):
         return download(uri, out_dir, timeout=300)

@@ -9,7 +9,7 @@ import pytest
 from s3_support import make_layout, s3_env, tree
 
 from toolkit import stage
-from toolkit._initializer import DownloadFailed, download
+from toolkit._serve.initializer import DownloadFailed, download
 
 
 def test_downloads_from_a_process_with_busy_threads(tmp_path: Path, bucket: str, s3_endpoint: str) -> None:

@@ -13,8 +13,8 @@ import pytest
 from s3_support import make_layout, tree, write_config, write_mar
 
 from toolkit import StagingError
-from toolkit._pvc import RECORD_KEY
-from toolkit._stage import referenced_archives, stage
+from toolkit._stage.pvc import RECORD_KEY
+from toolkit._stage.staging import referenced_archives, stage
 
 LAYOUT_FILES = {"config/config.properties", "model-store/bert.mar", "model-store/gpt.mar"}
 

@@ -12,7 +12,7 @@ import pytest
 from s3_support import MotoServer, free_port, make_layout, start_moto, tree, write_config, write_mar
 
 from toolkit import StagingError
-from toolkit._stage import MIN_PART_SIZE, referenced_archives, stage
+from toolkit._stage.staging import MIN_PART_SIZE, referenced_archives, stage
 
 pytestmark = pytest.mark.slow
 

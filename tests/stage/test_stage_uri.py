@@ -9,7 +9,7 @@ import pytest
 from s3_support import make_layout, write_config, write_mar
 
 from toolkit import LayoutError, StagingError
-from toolkit._stage import StorageTarget, layout_paths, parse_storage_uri, referenced_archives, stage
+from toolkit._stage.staging import StorageTarget, layout_paths, parse_storage_uri, referenced_archives, stage
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_referenced_archives_reads_model_snapshot(tmp_path: Path) -> None:
 def test_hashing_is_of_the_content(tmp_path: Path) -> None:
     import hashlib
 
-    from toolkit._stage import sha256_file
+    from toolkit._stage.staging import sha256_file
 
     data = os.urandom(3 * 1024 * 1024 + 17)  # more than one read block, not a multiple of it
     path = tmp_path / "f"
@@ -116,8 +116,8 @@ def _hash_or_fail(path: Path) -> str:
 
 
 def test_the_hash_cache_remembers_files_that_did_not_change(tmp_path: Path) -> None:
-    from toolkit._hashcache import HashCache
-    from toolkit._stage import sha256_file
+    from toolkit._stage.hashcache import HashCache
+    from toolkit._stage.staging import sha256_file
 
     old = tmp_path / "old.mar"
     old.write_bytes(b"a" * 1000)
@@ -136,8 +136,8 @@ def test_the_hash_cache_remembers_files_that_did_not_change(tmp_path: Path) -> N
 
 
 def test_the_hash_cache_distrusts_a_file_modified_just_before_hashing(tmp_path: Path) -> None:
-    from toolkit._hashcache import HashCache
-    from toolkit._stage import sha256_file
+    from toolkit._stage.hashcache import HashCache
+    from toolkit._stage.staging import sha256_file
 
     fresh = tmp_path / "fresh.mar"
     fresh.write_bytes(b"a" * 1000)  # mtime is now: a same-size rewrite within the same tick could keep it
@@ -149,8 +149,8 @@ def test_the_hash_cache_distrusts_a_file_modified_just_before_hashing(tmp_path: 
 
 
 def test_the_hash_cache_survives_a_broken_cache_file(tmp_path: Path) -> None:
-    from toolkit._hashcache import HashCache
-    from toolkit._stage import sha256_file
+    from toolkit._stage.hashcache import HashCache
+    from toolkit._stage.staging import sha256_file
 
     (tmp_path / "sha256.json").write_text("{not json")
     f = tmp_path / "f"

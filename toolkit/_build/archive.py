@@ -29,8 +29,8 @@ try:  # zlib-ng's CRC-32 is the same function, about 3 x faster (SIMD); it bound
 except ImportError:  # pragma: no cover - a dependency, but the stdlib one gives the same checksum
     from zlib import crc32
 
-from ._errors import ArchiveError
-from ._layout import BUILD_INFO, MANIFEST
+from .._errors import ArchiveError
+from .._layout import BUILD_INFO, MANIFEST
 
 ENTRY_MODULE = "mar_build_entry.py"
 HANDLER_PACKAGE = "mar_build_handlers"

@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._archive import Member, folder_members, handler_members, manifest_json, public_mode, write_archive
-from ._errors import LayoutError, SpecError
-from ._layout import CONFIG_RELPATH, MODEL_STORE, Layout, read_layout
-from ._resources import handlers_dir
-from ._spec import ModelSpec, ServerSettings, load_spec
-from ._templating import render_template
+from .archive import Member, folder_members, handler_members, manifest_json, public_mode, write_archive
+from .._errors import LayoutError, SpecError
+from .._layout import CONFIG_RELPATH, MODEL_STORE, Layout, read_layout
+from .._resources import handlers_dir
+from .._spec import ModelSpec, ServerSettings, load_spec
+from .._templating import render_template
 
 log = logging.getLogger("toolkit.build")
 

@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 from .._build import build_many
-from .._check import check as check_layout
-from .._init import init as init_spec
-from .._inspect import inspect as inspect_path
+from .._layout import check as check_layout
+from .._layout import inspect as inspect_path
 from .._spec import TASKS
+from .._spec import init as init_spec
 from . import cli
 
 

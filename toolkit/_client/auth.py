@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from ._client_flow import Flow, RequestBuilder, fetch
-from ._errors import PredictError
+from .._errors import PredictError
+from .flow import Flow, RequestBuilder, fetch
 
 log = logging.getLogger("toolkit.client")
 

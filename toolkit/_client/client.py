@@ -26,8 +26,9 @@ from typing import Any
 import anyio
 import httpx
 
-from ._client_auth import AUTHSERVICE_COOKIE, OAUTH2_PROXY_COOKIE
-from ._client_core import (
+from .._errors import PredictError
+from .auth import AUTHSERVICE_COOKIE, OAUTH2_PROXY_COOKIE
+from .core import (
     Chunk,
     Session,
     build_session,
@@ -39,9 +40,8 @@ from ._client_core import (
     encode_json,
     plan_chunks,
 )
-from ._client_flow import Flow, RequestBuilder, T, run_async, run_sync
-from ._client_isvc import resolve_inference_service
-from ._errors import PredictError
+from .flow import Flow, RequestBuilder, T, run_async, run_sync
+from .isvc import resolve_inference_service
 
 __all__ = ["AUTHSERVICE_COOKIE", "OAUTH2_PROXY_COOKIE", "AsyncClient", "Client", "instances_from_json"]
 

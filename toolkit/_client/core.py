@@ -24,7 +24,8 @@ from urllib.parse import quote
 
 import httpx
 
-from ._client_auth import (
+from .._errors import PredictError
+from .auth import (
     AUTHSERVICE_COOKIE,
     COOKIE_NAME_RE,
     LOGIN_HINT,
@@ -34,8 +35,7 @@ from ._client_auth import (
     is_login_redirect,
     parse_cookie,
 )
-from ._client_flow import Flow, RequestBuilder, fetch, pause
-from ._errors import PredictError
+from .flow import Flow, RequestBuilder, fetch, pause
 
 log = logging.getLogger("toolkit.client")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from ._errors import PredictError
+from .._errors import PredictError
 
 log = logging.getLogger("toolkit.client")
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ._diagnose import (
+from .._diagnose import (
     KSERVE_CONTAINER,
     Condition,
     Diagnosis,
@@ -34,9 +34,9 @@ from ._diagnose import (
     not_ready_error,
     pod_summary,
 )
-from ._errors import DeployError
-from ._kube import CORE_KINDS, FIELD_MANAGER, ISVC_API_VERSION, ApiFailure, Cluster, connect
-from ._spec import check_isvc_name
+from .._errors import DeployError
+from .._kube import CORE_KINDS, FIELD_MANAGER, ISVC_API_VERSION, ApiFailure, Cluster, connect
+from .._spec import check_isvc_name
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -243,7 +243,7 @@ def _render_layout(
     render_options: Mapping[str, Any] | None,
 ) -> list[dict[str, Any]]:
     try:
-        from ._render import render  # imported here: deploying manifests must not depend on the renderer
+        from .._render import render  # imported here: deploying manifests must not depend on the renderer
     except ImportError as exc:  # pragma: no cover - present in every install that has this module
         raise DeployError(
             "this installation cannot render manifests from a layout", hint="deploy a manifest file instead"

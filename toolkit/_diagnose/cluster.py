@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._errors import DeployError
+from .._errors import DeployError
 
 if TYPE_CHECKING:
-    from ._kube import Cluster
+    from .._kube import Cluster
 
 log = logging.getLogger("toolkit.deploy")
 
@@ -710,7 +710,7 @@ def diagnose(
     Reading pods, logs or events may be forbidden (a user may create InferenceServices but not read pod logs):
     that becomes a line and an RBAC hint, never an exception. Other API errors propagate as DeployError.
     """
-    from ._kube import ApiFailure, rbac_hint
+    from .._kube import ApiFailure, rbac_hint
 
     meta = isvc.get("metadata") or {}
     name, namespace = str(meta.get("name")), str(meta.get("namespace"))
@@ -790,7 +790,7 @@ def _read_log(
     cluster: Cluster, namespace: str, c: ContainerReport, previous: bool, forbidden: Any
 ) -> tuple[str, bool] | None:
     """(log text, whether it is the previous run's), or None when there is none or it may not be read."""
-    from ._kube import ApiFailure
+    from .._kube import ApiFailure
 
     for prev in (previous, not previous):  # the other run once, when the first has no log (400/404)
         try:

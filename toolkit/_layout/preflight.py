@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from ._errors import ArchiveError, LayoutError
-from ._layout import Layout, read_archive, read_layout
+from .._errors import ArchiveError, LayoutError
+from .read import Layout, read_archive, read_layout
 
 # Keys KServe's wrapper (kserve_wrapper/__main__.py in the 0.9.0 image) reads with config[...]: a KeyError if absent.
 WRAPPER_KEYS = ("inference_address", "management_address", "grpc_inference_port", "model_store", "model_snapshot")

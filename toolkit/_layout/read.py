@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import ArchiveError, LayoutError
+from .._errors import ArchiveError, LayoutError
 
 CONFIG_RELPATH = Path("config") / "config.properties"
 MODEL_STORE = "model-store"

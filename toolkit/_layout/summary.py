@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._errors import LayoutError
-from ._layout import ArchiveInfo, read_archive, read_layout
+from .._errors import LayoutError
+from .read import ArchiveInfo, read_archive, read_layout
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from ._errors import LayoutError, RenderError, TemplateError
-from ._layout import read_archive, read_layout
-from ._spec import (
+from .._errors import LayoutError, RenderError, TemplateError
+from .._layout import read_archive, read_layout
+from .._spec import (
     DEPLOYMENT_MODES,
     KServeSettings,
     Resources,
@@ -37,7 +37,7 @@ from ._spec import (
     parse_kserve_settings,
     suggest_isvc_name,
 )
-from ._templating import render_template, to_yaml_scalar
+from .._templating import render_template, to_yaml_scalar
 
 log = logging.getLogger("toolkit.render")
 

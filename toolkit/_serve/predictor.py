@@ -5,7 +5,7 @@ kserve wrapper on port 8080. Locally the same two processes run:
 
     TorchServe   torchserve --start --foreground --ncs --model-store=LAYOUT/model-store \
                             --ts-config=RUN/config.properties
-    the wrapper  python -m toolkit._wrapper --config RUN/config.properties --http-port PORT  (kserve ModelServer)
+    the wrapper  python -m toolkit._serve.wrapper --config RUN/config.properties --http-port PORT  (kserve ModelServer)
 
 Each in its own session (process group), so that stopping kills all it started (Java frontend and Python
 workers included) and a Ctrl-C in a terminal reaches only us, who stop the wrapper first, then TorchServe.
@@ -38,11 +38,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from . import _initializer as initializer
-from ._check import check
-from ._errors import ArchiveError, LayoutError, ServeError
-from ._layout import CONFIG_RELPATH, MODEL_STORE, read_archive, read_layout
-from ._ts_logs import WorkerLog, log_tail, plain_tail
+from .._diagnose import WorkerLog, log_tail, plain_tail
+from .._errors import ArchiveError, LayoutError, ServeError
+from .._layout import CONFIG_RELPATH, MODEL_STORE, check, read_archive, read_layout
+from . import initializer
 
 log = logging.getLogger("toolkit.serve")
 
@@ -639,7 +638,7 @@ def _start_torchserve(exe: str, layout: Path, config: Path, run_dir: Path) -> su
 def _start_wrapper(
     config: Path, run_dir: Path, host: str, port: int, grpc_port: int | None, torchserve_pgid: int
 ) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "toolkit._wrapper", "--config", str(config), "--http-port", str(port),
+    cmd = [sys.executable, "-m", "toolkit._serve.wrapper", "--config", str(config), "--http-port", str(port),
            "--host", host, "--parent-pid", str(os.getpid()), "--torchserve-pgid", str(torchserve_pgid)]
     if grpc_port is not None:
         cmd += ["--grpc-port", str(grpc_port)]

@@ -2,7 +2,7 @@
 
 Started by ``toolkit._serve`` in its own process::
 
-    python -m toolkit._wrapper --config RUN/config.properties --http-port 8080 [--host 127.0.0.1] [--grpc-port N]
+    python -m toolkit._serve.wrapper --config RUN/config.properties --http-port 8080 [--host 127.0.0.1] [--grpc-port N]
 
 It does what the wrapper in the ``pytorch/torchserve-kfs`` image does (pytorch/serve
 kubernetes/kserve/kserve_wrapper/__main__.py and TorchserveModel.py), with the kserve package installed here:
@@ -43,7 +43,7 @@ import aiohttp
 import httpx
 import orjson
 
-from ._layout import parse_properties
+from .._layout import parse_properties
 
 # kserve.model_server parses sys.argv when it is imported (module-level argparse with allow_abbrev): our own
 # options, or pytest's, would be read as kserve's (``--config`` abbreviates ``--configure_logging``). Import it
@@ -301,7 +301,7 @@ def _terminate_group(pgid: int, grace: float) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m toolkit._wrapper", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m toolkit._serve.wrapper", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, required=True, help="config.properties TorchServe runs with")
     parser.add_argument("--http-port", type=int, default=8080)
     parser.add_argument("--host", default="127.0.0.1")

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ._errors import SpecError
+from .._errors import SpecError
 
 SPEC_FILENAME = "mar.yaml"
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import SpecError
-from ._spec import SPEC_FILENAME, TASKS, check_model_name, load_spec, suggest_isvc_name, suggest_model_name
-from ._templating import render_template
+from .._errors import SpecError
+from .._templating import render_template
+from .parse import SPEC_FILENAME, TASKS, check_model_name, load_spec, suggest_isvc_name, suggest_model_name
 
 _TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "text-classification": {"max_length": 128},

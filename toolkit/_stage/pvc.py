@@ -28,8 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ._errors import StagingError
-from ._stage import (
+from .._errors import StagingError
+from .staging import (
     CONFIG_KEY,
     Cancelled,
     LocalFile,

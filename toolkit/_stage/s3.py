@@ -40,8 +40,8 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from s3transfer.subscribers import BaseSubscriber
 
-from ._errors import StagingError
-from ._stage import (
+from .._errors import StagingError
+from .staging import (
     CONFIG_KEY,
     LocalFile,
     Meter,

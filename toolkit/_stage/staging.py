@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
-from ._check import check
-from ._errors import StagingError
-from ._hashcache import HashCache
-from ._layout import CONFIG_RELPATH, MODEL_STORE, parse_properties, read_layout
+from .._errors import StagingError
+from .._layout import CONFIG_RELPATH, MODEL_STORE, check, parse_properties, read_layout
+from .hashcache import HashCache
 
 log = logging.getLogger("toolkit.stage")
 
@@ -228,11 +227,11 @@ def _destination(target: StorageTarget, *, mount: str | Path | None, endpoint_ur
                  profile: str | None, region: str | None, dry_run: bool, concurrency: int,
                  part_size: int) -> Destination:
     if target.scheme == "pvc":
-        from ._pvc import PvcDestination
+        from .pvc import PvcDestination
 
         return PvcDestination(target, mount, dry_run=dry_run, concurrency=concurrency)
     try:
-        from ._s3 import S3Destination
+        from .s3 import S3Destination
     except ImportError as exc:
         raise StagingError(f"staging to S3 needs boto3 ({exc})", uri=target.uri,
                            hint="pip install 'mar-build[s3]'") from exc

@@ -1,0 +1,26 @@
+"""The spec room: mar.yaml parsed into a ModelSpec, and `mar-build init`'s scaffold."""
+
+from .parse import (
+    DEPLOYMENT_MODES,
+    SPEC_FILENAME,
+    TASKS,
+    KServeSettings,
+    ModelSpec,
+    Resources,
+    ServerSettings,
+    ServingSettings,
+    check_isvc_name,
+    check_model_name,
+    load_spec,
+    parse_kserve_settings,
+    parse_spec,
+    suggest_isvc_name,
+    suggest_model_name,
+)
+from .scaffold import InitResult, init
+
+__all__ = [
+    "DEPLOYMENT_MODES", "SPEC_FILENAME", "TASKS", "InitResult", "KServeSettings", "ModelSpec", "Resources",
+    "ServerSettings", "ServingSettings", "check_isvc_name", "check_model_name", "init", "load_spec",
+    "parse_kserve_settings", "parse_spec", "suggest_isvc_name", "suggest_model_name",
+]
