@@ -51,7 +51,8 @@ def _kubernetes() -> Any:
         import kubernetes
     except ImportError as exc:  # pragma: no cover - the k8s extra is part of dev installs
         raise DeployError(
-            "deploy/status/delete need the kubernetes package", hint="pip install 'mar-build[k8s]'"
+            "talking to a Kubernetes cluster (deploy, status, delete, Client.for_inference_service) needs the "
+            "kubernetes package", hint="pip install 'mar-build[k8s]'"
         ) from exc
     return kubernetes
 
@@ -107,10 +108,14 @@ def rbac_hint(request: Request) -> str:
 class Cluster:
     """An API client plus where it points (context, server, default namespace), for calls and error messages."""
 
-    def __init__(self, api_client: ApiClient, *, context: str | None = None, default_namespace: str = "default"):
+    def __init__(
+        self, api_client: ApiClient, *, context: str | None = None, default_namespace: str = "default",
+        in_pod: bool = False,
+    ) -> None:
         self.api_client = api_client
         self.context = context
         self.default_namespace = default_namespace
+        self.in_pod = in_pod  # connected through the pod's own service account (no kubeconfig)
 
     # -- where ------------------------------------------------------------------------------------------------
     @property
@@ -252,7 +257,7 @@ class Cluster:
             resp = self.call(request, getattr(api, method), name, namespace, dict(doc), **common)
         return _json(resp), int(getattr(resp, "status", 200)) == 201
 
-    def get_isvc(self, name: str, namespace: str) -> dict[str, Any] | None:
+    def get_isvc(self, name: str, namespace: str, *, timeout: float = REQUEST_TIMEOUT_S) -> dict[str, Any] | None:
         """The InferenceService as the API server has it, or None when there is none by that name."""
         k8s = _kubernetes()
         api = k8s.client.CustomObjectsApi(self.api_client)
@@ -267,6 +272,7 @@ class Cluster:
                 ISVC_PLURAL,
                 name,
                 _preload_content=False,
+                _request_timeout=timeout,
             )
         except ApiFailure as exc:
             if exc.status == 404:
@@ -427,7 +433,7 @@ def _in_cluster(k8s: Any) -> Cluster:
         namespace = IN_CLUSTER_NAMESPACE_FILE.read_text(encoding="utf-8").strip() or "default"
     except OSError:
         namespace = "default"
-    return Cluster(k8s.client.ApiClient(configuration), context="in-cluster", default_namespace=namespace)
+    return Cluster(k8s.client.ApiClient(configuration), context="in-cluster", default_namespace=namespace, in_pod=True)
 
 
 _FORBIDDEN_RE = re.compile(r'cannot (?P<verb>\w+) resource "(?P<resource>[^"]+)"(?: in API group "(?P<group>[^"]*)")?')

@@ -10,7 +10,7 @@ import pytest
 
 from toolkit import LayoutError, SpecError, load_spec
 from toolkit._build.builder import build, build_many
-from toolkit._layout.read import parse_properties, read_archive, read_layout
+from toolkit._layout import parse_properties, read_archive, read_layout
 
 
 def _snapshot(layout: Path) -> dict:
@@ -78,7 +78,7 @@ def test_large_weights_copied_by_the_kernel_keep_their_crc(
 ) -> None:
     """Above 32 MiB a stored member is filled by copy_file_range with the CRC computed beside it; the zip must be
     exactly what zipfile itself would have written (CRC checked on read), and the fallback loop the same."""
-    from toolkit import _archive
+    from toolkit._build import archive as _archive
 
     if not kernel_copy:
         monkeypatch.delattr(_archive.os, "copy_file_range", raising=False)
@@ -110,7 +110,8 @@ def test_large_weights_copied_by_the_kernel_keep_their_crc(
 def test_a_checksum_that_fails_beside_the_kernel_copy_fails_the_build_and_writes_nothing(
     write_spec, hf_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from toolkit import ArchiveError, _archive
+    from toolkit import ArchiveError
+    from toolkit._build import archive as _archive
 
     def unreadable(path: str, size: int) -> int:
         raise OSError(5, "Input/output error", path)

@@ -183,3 +183,29 @@ def test_async_client_for_inference_service(serve: Any, model: V1Model) -> None:
 def test_bad_names_are_refused_before_any_call() -> None:
     with pytest.raises(PredictError, match="not a valid InferenceService name"):
         Client.for_inference_service("Bert_Model", NS, gateway="http://gw", api_client=object())
+
+
+def test_a_pod_with_a_kubeconfig_talks_to_the_cluster_status_talks_to(
+    serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a notebook pod with $KUBECONFIG set, the client reads the InferenceService from the kubeconfig's cluster,
+    as `mar-build status` does (toolkit._kube.connect), not from the pod's own service account; and it calls the
+    gateway, since that cluster need not be the one the pod runs in."""
+    from toolkit._kube import connect
+
+    stand_in = ApiServer(inference_service("torchserve"))
+    api = serve(stand_in)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind",
+        "clusters": [{"name": "kind", "cluster": {"server": api.url}}],
+        "users": [{"name": "me", "user": {"token": "kube-token"}}],
+        "contexts": [{"name": "kind", "context": {"cluster": "kind", "user": "me", "namespace": NS}}],
+    }))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert connect().server == api.url
+    with Client.for_inference_service("torchserve", NS, gateway="http://localhost:8080") as client:
+        assert client.host == f"torchserve.{NS}.example.com"
+    (request,) = stand_in.seen
+    assert request.headers["authorization"] == "Bearer kube-token"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from toolkit import ArchiveError, LayoutError
-from toolkit._layout.read import parse_properties, read_archive, read_layout
+from toolkit._layout import parse_properties, read_archive, read_layout
 
 
 @pytest.mark.parametrize(

@@ -104,9 +104,9 @@ def test_pvc_flags(run, hand_layout):
     [
         (["--name", "Bad_Name", "--storage-uri", "pvc://x"], None, "DNS-1035"),
         (["--name", "m", "--storage-uri", "pvc://leeway/bert/model-store"], None, "pvc://leeway/bert"),
-        (["--name", "m", "--storage-uri", "s3://b/p", "--s3-endpoint", "http://minio:9000"], None,
+        (["--name", "m", "--storage-uri", "s3://models/p", "--s3-endpoint", "http://minio:9000"], None,
          "--s3-secret-file"),
-        (["--name", "m", "--storage-uri", "s3://b/p", "--s3-secret-file", "s.yaml"], {"AWS_ACCESS_KEY_ID": "x"},
+        (["--name", "m", "--storage-uri", "s3://models/p", "--s3-secret-file", "s.yaml"], {"AWS_ACCESS_KEY_ID": "x"},
          "AWS_SECRET_ACCESS_KEY is not set"),
         (["--name", "m", "--storage-uri", "pvc://x", "--gpu", "1", "--runtime-version", "0.12.0"], None,
          "0.12.0-gpu"),
@@ -138,7 +138,7 @@ def test_errors_are_messages_with_hints(run, hand_layout, monkeypatch, tmp_path,
 )
 def test_usage_errors(run, hand_layout, monkeypatch, tmp_path, args, message):
     monkeypatch.chdir(tmp_path)
-    result = run(str(hand_layout), "--name", "m", "--storage-uri", "s3://b/p", *args)
+    result = run(str(hand_layout), "--name", "m", "--storage-uri", "s3://models/p", *args)
     assert result.exit_code == 2
     assert message in result.stderr
 

@@ -302,10 +302,10 @@ def test_storage_uri_inside_a_layout_names_the_right_level(uri, right):
         ("layout", "not a storage URI"),
         ("file:///mnt/models", "file://"),
         ("hf://org/model", "Hugging Face"),
-        ("ftp://host/x", "cannot fetch"),
+        ("ftp://host/x", "not a scheme"),
         ("s3://", "has no bucket"),
-        ("pvc://Bad_Claim/x", "claim name"),
-        ("s3://models/a b", "spaces"),
+        ("pvc://Bad_Claim/x", "PersistentVolumeClaim name"),
+        ("s3://models/a b", "whitespace"),
         ("s3://models/../x", "'..'"),
     ],
 )
@@ -315,7 +315,7 @@ def test_bad_storage_uris(uri, message):
 
 
 @pytest.mark.parametrize(
-    "uri", ["pvc://leeway", "pvc://leeway/bert", "s3://models/bert/", "gs://b/p", "https://host/layout.tar.gz",
+    "uri", ["pvc://leeway", "pvc://leeway/bert", "s3://models/bert/", "gs://models/p", "https://host/layout.tar.gz",
             "oci://registry.example.com/models/bert:1.0", "hdfs://nn/models/bert"],
 )
 def test_good_storage_uris(uri, validate):
@@ -433,7 +433,7 @@ def test_deployment_mode_case_hint():
 
 def test_s3_needs_keys_or_anonymous():
     with pytest.raises(RenderError, match="needs keys") as info:
-        render(name="m", storage_uri="s3://b/p", s3=S3Credentials(endpoint="http://minio:9000"))
+        render(name="m", storage_uri="s3://models/p", s3=S3Credentials(endpoint="http://minio:9000"))
     assert "--s3-secret-file" in (info.value.hint or "")
 
 
@@ -456,7 +456,7 @@ def test_s3_settings_need_an_s3_uri():
 )
 def test_bad_s3_settings(s3, message):
     with pytest.raises(RenderError, match=message) as info:
-        render(name="m", storage_uri="s3://b/p", s3=s3)
+        render(name="m", storage_uri="s3://models/p", s3=s3)
     for value in ("has space", "ok"):
         assert value not in str(info.value)  # never a key in a message
 
@@ -470,7 +470,7 @@ def test_s3_from_env_reads_the_keys_and_names_what_is_missing():
 
 def test_pvc_errors():
     with pytest.raises(RenderError, match="PVC was asked for"):
-        render(name="m", storage_uri="s3://b/p", pvc=PvcRequest("1Gi"))
+        render(name="m", storage_uri="s3://models/p", pvc=PvcRequest("1Gi"))
     with pytest.raises(RenderError, match="reads claim 'leeway'"):
         render(name="m", storage_uri="pvc://leeway/p", pvc=PvcRequest("1Gi", name="other"))
     with pytest.raises(RenderError, match="PVC size"):
@@ -503,7 +503,7 @@ def test_layout_errors(tmp_path, layout_factory):
 
 def test_write_is_atomic_and_keeps_keys_private(tmp_path):
     manifests = render(
-        name="m", storage_uri="s3://b/p",
+        name="m", storage_uri="s3://models/p",
         s3=S3Credentials(access_key_id=FAKE_KEY_ID, secret_access_key=FAKE_SECRET),
     )
     isvc_file = manifests.write(tmp_path / "isvc.yaml")
@@ -514,7 +514,7 @@ def test_write_is_atomic_and_keeps_keys_private(tmp_path):
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(isvc_file.stat().st_mode) == 0o644
     # Rewriting replaces the file whole and leaves no temporary file behind.
-    render(name="other", storage_uri="s3://b/p").write(isvc_file)
+    render(name="other", storage_uri="s3://models/p").write(isvc_file)
     assert yaml.safe_load(isvc_file.read_text())["metadata"]["name"] == "other"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["isvc.yaml", "secret.yaml"]
 

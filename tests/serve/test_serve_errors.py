@@ -105,8 +105,12 @@ def test_pvc_sources_read_the_mount(tensor_layout: Path, tmp_path: Path) -> None
     with pytest.raises(LayoutError) as err:
         serve("pvc://leeway/models/linear", mount=mount, port=free_port())
     assert err.value.path == layout
-    with pytest.raises(ServeError, match="leaves the mount folder"):
+    with pytest.raises(ServeError, match="'..' segment"):
         serve("pvc://leeway/../outside", mount=mount, port=free_port())
+    (tmp_path / "outside").mkdir()
+    (mount / "escape").symlink_to(tmp_path / "outside")
+    with pytest.raises(ServeError, match="leaves the mount folder"):
+        serve("pvc://leeway/escape", mount=mount, port=free_port())
     with pytest.raises(ServeError, match="does not exist"):
         serve("pvc://leeway/models/other", mount=mount, port=free_port())
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from toolkit._diagnose.ts_logs import WorkerLog, explain_death, log_tail
-from toolkit._layout.read import parse_properties
+from toolkit._layout import parse_properties
 from toolkit._serve.predictor import _free_port_config, _reuse_workdir, port_free
 from toolkit._serve.wrapper import read_wrapper_config, worker_ready
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from toolkit import SpecError, load_spec
-from toolkit._spec.parse import check_isvc_name, suggest_isvc_name
+from toolkit._names import suggest_isvc_name
+from toolkit._spec import check_isvc_name
 
 
 def test_loads_every_section(tensor_spec) -> None:

@@ -9,20 +9,21 @@ import pytest
 from s3_support import make_layout, write_config, write_mar
 
 from toolkit import LayoutError, StagingError
-from toolkit._stage.staging import StorageTarget, layout_paths, parse_storage_uri, referenced_archives, stage
+from toolkit._stage.staging import layout_paths, parse_storage_uri, referenced_archives, stage
+from toolkit._uri import StorageUri
 
 
 @pytest.mark.parametrize(
     ("uri", "expected"),
     [
-        ("s3://models/bert", StorageTarget("s3", "models", "bert")),
-        ("s3://models/team/bert/", StorageTarget("s3", "models", "team/bert")),
-        ("s3://models", StorageTarget("s3", "models", "")),
-        ("pvc://leeway", StorageTarget("pvc", "leeway", "")),
-        ("pvc://leeway/bert/v1", StorageTarget("pvc", "leeway", "bert/v1")),
+        ("s3://models/bert", StorageUri("s3", "models", "bert")),
+        ("s3://models/team/bert/", StorageUri("s3", "models", "team/bert")),
+        ("s3://models", StorageUri("s3", "models", "")),
+        ("pvc://leeway", StorageUri("pvc", "leeway", "")),
+        ("pvc://leeway/bert/v1", StorageUri("pvc", "leeway", "bert/v1")),
     ],
 )
-def test_parse_storage_uri(uri: str, expected: StorageTarget) -> None:
+def test_parse_storage_uri(uri: str, expected: StorageUri) -> None:
     target = parse_storage_uri(uri)
     assert target == expected
     assert target.uri == uri.rstrip("/")

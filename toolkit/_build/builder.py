@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .archive import Member, folder_members, handler_members, manifest_json, public_mode, write_archive
+from .archive import Member, folder_members, handler_members, manifest_json, write_archive
 from .._errors import LayoutError, SpecError
-from .._layout import CONFIG_RELPATH, MODEL_STORE, Layout, read_layout
+from .._files import make_temp_dir, write_atomic
+from .._layout import CONFIG_RELPATH, MODEL_STORE, Layout, read_layout, set_properties
 from .._resources import handlers_dir
 from .._spec import ModelSpec, ServerSettings, load_spec
 from .._templating import render_template
@@ -327,37 +328,6 @@ def render_config(
     )
 
 
-def _replace_snapshot_line(text: str, snapshot: dict[str, Any]) -> str:
-    """Rewrite only the model_snapshot line of a hand-written config, leaving every other byte as it was."""
-    line = "model_snapshot=" + json.dumps(snapshot, separators=(",", ":"))
-    out, done = [], False
-    for raw in text.splitlines(keepends=True):
-        stripped = raw.lstrip()
-        if re.match(r"model_snapshot\s*[=:]", stripped) and not done:
-            out.append(line + ("\n" if raw.endswith("\n") else ""))
-            done = True
-        else:
-            out.append(raw)
-    if not done:
-        if out and not out[-1].endswith("\n"):
-            out[-1] += "\n"
-        out.append(line + "\n")
-    return "".join(out)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, public_mode(0o644))  # not mkstemp's 0600: the pod reads it as another user
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Layout writing
 
@@ -387,17 +357,15 @@ def _build_new(
     spec: ModelSpec, layout_path: Path, members: list[Member], manifest: bytes, build_info: dict[str, Any],
     warnings: list[str], progress: Progress | None,
 ) -> BuildResult:
-    layout_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{layout_path.name}.", suffix=".tmp", dir=layout_path.parent))
+    tmp = make_temp_dir(layout_path.parent, layout_path.name)
     try:
-        tmp.chmod(public_mode(0o755))  # mkdtemp's 0700 would travel with the layout to a PVC
         archive = tmp / MODEL_STORE / f"{spec.name}.mar"
         size = write_archive(archive, members, manifest=manifest, build_info=build_info, progress=progress)
         text = render_config(
             spec.server, {spec.name: (spec.version, snapshot_settings(spec))},
             sizes=spec.default_sizes(), install_py_dep_per_model=bool(spec.requirements),
         )
-        _write_text_atomic(tmp / CONFIG_RELPATH, text)
+        write_atomic(tmp / CONFIG_RELPATH, text, fsync=False)
         if layout_path.exists():  # an empty folder we may replace
             layout_path.rmdir()
         os.replace(tmp, layout_path)
@@ -443,13 +411,13 @@ def _build_into(
         snapshot = dict(layout.snapshot or {"name": "startup.cfg"})
         snapshot["modelCount"] = len(models)
         snapshot["models"] = {n: {v: s} for n, (v, s) in models.items()}
-        text = _replace_snapshot_line(layout.config_text, snapshot)
+        text = set_properties(layout.config_text, {"model_snapshot": json.dumps(snapshot, separators=(",", ":"))})
         if spec.requirements and layout.properties.get("install_py_dep_per_model", "").lower() != "true":
             warnings.append(
                 "this hand-written config.properties lacks install_py_dep_per_model=true, so the packaged "
                 "requirements.txt will not be installed"
             )
-    _write_text_atomic(layout.config_path, text)
+    write_atomic(layout.config_path, text, fsync=False)
     log.info("%s %s in %s", "replaced" if replaced else "added", spec.name, layout.path)
     return BuildResult(layout.path, spec.name, spec.version, archive, size, replaced, list(models), warnings)
 

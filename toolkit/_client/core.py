@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from .._errors import PredictError
+from .._names import model_name_problem
 from .auth import (
     AUTHSERVICE_COOKIE,
     COOKIE_NAME_RE,
@@ -46,7 +47,6 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 BACKOFF_CAP = 10.0  # seconds, the longest computed backoff
 RETRY_AFTER_CAP = 30.0  # seconds, the longest Retry-After honoured
 _BODY_KEEP = 64 * 1024  # characters of an error body kept on the exception
-_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")  # TorchServe's rule (see _spec.MODEL_NAME_RE)
 _RESULT_KEY = {"predict": "predictions", "explain": "explanations"}
 
 NOT_V1_HINT = (
@@ -117,7 +117,7 @@ def chunk_error(exc: PredictError, chunk: Chunk, total: int) -> PredictError:
 
 
 def check_model(model: str) -> str:
-    if not isinstance(model, str) or not _MODEL_NAME_RE.match(model):
+    if model_name_problem(model) is not None:
         raise PredictError(
             f"{model!r} is not a valid model name (letters, digits, '_', '-' and '.', starting with a letter or "
             "digit)", hint=MODEL_NAME_HINT,

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any
 
 import httpx
 
-from .._errors import PredictError
+from .._errors import DeployError, PredictError
+from .._kube import ApiFailure, connect
+from .._names import dns1035_label_problem
 
 log = logging.getLogger("toolkit.client")
 
-GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-_DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 def in_cluster() -> bool:
@@ -38,23 +37,25 @@ def resolve_inference_service(
 ) -> tuple[str, str | None]:
     """(base_url, host) for calling InferenceService ``namespace/name``.
 
-    Reads the object (serving.kserve.io/v1beta1 inferenceservices) through ``api_client``, or a client built from
-    ``kubeconfig``/``context`` (default: in-cluster config inside a pod, else ~/.kube/config). Inside the cluster:
+    Reads the object (serving.kserve.io/v1beta1 inferenceservices) through ``api_client``, or the cluster that
+    `mar-build status` would choose (``kubeconfig``/``context``, $KUBECONFIG or ~/.kube/config, else the pod's
+    service account). Connected through the pod's service account (or given ``api_client`` in a pod):
     status.address.url, else http://NAME-predictor.NAMESPACE.svc.cluster.local, no Host. Outside: ``gateway`` with
     Host = the host of status.url; without a gateway, status.url itself (needs DNS for that host).
     Raises PredictError when the object is missing, not ready, or the API cannot be reached.
     """
-    if not isinstance(name, str) or len(name) > 63 or not _DNS1035_RE.match(name):
-        raise PredictError(f"{name!r} is not a valid InferenceService name (a DNS-1035 label)")
+    problem = dns1035_label_problem(name)
+    if problem:
+        raise PredictError(f"{name!r} is not a valid InferenceService name: {problem}")
     if not isinstance(namespace, str) or not namespace:
         raise PredictError(f"namespace must be a namespace name, not {namespace!r}")
-    obj = _read(name, namespace, api_client, kubeconfig, context, timeout)
+    obj, in_pod = _read(name, namespace, api_client, kubeconfig, context, timeout)
     status = obj.get("status") or {}
     where = f"InferenceService {namespace}/{name}"
     _check_ready(where, status, name, namespace)
     url = status.get("url")
     address = (status.get("address") or {}).get("url")
-    if in_cluster() and kubeconfig is None:
+    if in_pod:
         base = address or f"http://{name}-predictor.{namespace}.svc.cluster.local"
         log.info("%s: in the cluster, calling %s", where, base)
         return base, None
@@ -71,65 +72,38 @@ def resolve_inference_service(
 
 def _read(
     name: str, namespace: str, api_client: Any, kubeconfig: Any, context: str | None, timeout: float
-) -> dict[str, Any]:
-    try:
-        import urllib3
-        from kubernetes import client as k8s
-        from kubernetes import config as k8s_config
-        from kubernetes.client.exceptions import ApiException
-    except ImportError as exc:
-        raise PredictError(
-            "reading an InferenceService needs the kubernetes package", hint="pip install 'mar-build[k8s]'"
-        ) from exc
-    owned = api_client is None
-    if owned:
-        try:
-            if kubeconfig is None and context is None and in_cluster():
-                configuration = k8s.Configuration()
-                k8s_config.load_incluster_config(client_configuration=configuration)
-                api_client = k8s.ApiClient(configuration)
-            else:
-                kubeconfig = os.fspath(kubeconfig) if kubeconfig is not None else None
-                api_client = k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
-        except k8s_config.ConfigException as exc:
-            raise PredictError(
-                f"no Kubernetes configuration: {exc}",
-                hint="pass kubeconfig= (or api_client=), or set the current context: kubectl config use-context",
-            ) from exc
+) -> tuple[dict[str, Any], bool]:
+    """(the InferenceService object, whether the connection is the pod's own service account)."""
     where = f"InferenceService {namespace}/{name}"
     try:
-        obj = k8s.CustomObjectsApi(api_client).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=timeout
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            raise PredictError(
-                f"{where} not found", status=404, body=str(exc.body or "")[:2000],
-                hint=f"list what exists: kubectl get inferenceservices -n {namespace}; deploy it with mar-build deploy",
-            ) from exc
+        # The one way to choose a cluster (toolkit/_kube.py), the same as `mar-build status` and deploy use.
+        cluster = connect(api_client=api_client, kubeconfig=kubeconfig, context=context)
+    except DeployError as exc:  # no configuration, or no kubernetes package
+        raise PredictError(exc.message, hint=exc.hint) from exc
+    try:
+        obj = cluster.get_isvc(name, namespace, timeout=timeout)
+    except ApiFailure as exc:
         if exc.status in (401, 403):
             raise PredictError(
                 f"the Kubernetes API refused to read {where} ({exc.status} {exc.reason})", status=exc.status,
-                body=str(exc.body or "")[:2000],
+                body=exc.message[:2000],
                 hint="the kubeconfig user (or the notebook's service account) needs get on "
                 "inferenceservices.serving.kserve.io in that namespace",
             ) from exc
-        raise PredictError(
-            f"the Kubernetes API answered {exc.status} {exc.reason} for {where}", status=exc.status,
-            body=str(exc.body or "")[:2000],
-        ) from exc
-    except (urllib3.exceptions.HTTPError, OSError) as exc:  # connection refused, timeouts, TLS: not reachable
-        host = getattr(getattr(api_client, "configuration", None), "host", "the API server")
-        raise PredictError(
-            f"cannot reach the Kubernetes API at {host}: {exc}",
-            hint="check the kubeconfig context (kubectl cluster-info)",
-        ) from exc
+        raise PredictError(exc.message, status=exc.status, hint=exc.hint) from exc
+    except DeployError as exc:  # the API server was not reached
+        raise PredictError(f"cannot reach the Kubernetes API at {cluster.server}: {exc.message}",
+                           hint=exc.hint) from exc
     finally:
-        if owned and api_client is not None:
-            api_client.close()
-    if not isinstance(obj, dict):
-        raise PredictError(f"the Kubernetes API answered {where} with a {type(obj).__name__}, not an object")
-    return obj
+        if api_client is None:
+            cluster.api_client.close()
+    if obj is None:
+        raise PredictError(
+            f"{where} not found", status=404,
+            hint=f"list what exists: kubectl get inferenceservices -n {namespace}; deploy it with mar-build deploy",
+        )
+    in_pod = cluster.in_pod if api_client is None else in_cluster()
+    return obj, in_pod
 
 
 def _check_ready(where: str, status: dict[str, Any], name: str, namespace: str) -> None:

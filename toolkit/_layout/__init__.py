@@ -1,6 +1,7 @@
 """The layout room: reading layouts and archives (by mar-build or by hand), `check` and `inspect`."""
 
 from .preflight import CheckReport, Problem, check
+from .properties import find_entry, parse_properties, set_properties
 from .read import (
     BUILD_INFO,
     CONFIG_RELPATH,
@@ -9,7 +10,7 @@ from .read import (
     ArchiveInfo,
     Layout,
     SnapshotEntry,
-    parse_properties,
+    parse_snapshot,
     read_archive,
     read_layout,
 )
@@ -17,5 +18,6 @@ from .summary import Inspection, ModelSummary, inspect
 
 __all__ = [
     "BUILD_INFO", "CONFIG_RELPATH", "MANIFEST", "MODEL_STORE", "ArchiveInfo", "CheckReport", "Inspection", "Layout",
-    "ModelSummary", "Problem", "SnapshotEntry", "check", "inspect", "parse_properties", "read_archive", "read_layout",
+    "ModelSummary", "Problem", "SnapshotEntry", "check", "find_entry", "inspect", "parse_properties", "parse_snapshot",
+    "read_archive", "read_layout", "set_properties",
 ]

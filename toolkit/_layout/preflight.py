@@ -7,13 +7,13 @@ what stops the predictor pod from becoming ready or answering correctly; warning
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from .._errors import ArchiveError, LayoutError
+from .properties import find_entry
 from .read import Layout, read_archive, read_layout
 
 # Keys KServe's wrapper (kserve_wrapper/__main__.py in the 0.9.0 image) reads with config[...]: a KeyError if absent.
@@ -134,10 +134,8 @@ _KEY_EXAMPLES = {
 
 
 def _snapshot_spans_lines(text: str) -> bool:
-    for line in text.splitlines():
-        if re.match(r"\s*model_snapshot\s*[=:]", line):
-            return line.rstrip().endswith("\\")
-    return False
+    entry = find_entry(text, "model_snapshot")
+    return entry is not None and entry.continued
 
 
 def _port_of(value: str) -> int | None:

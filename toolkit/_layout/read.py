@@ -17,56 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ArchiveError, LayoutError
+from .properties import parse_properties
 
 CONFIG_RELPATH = Path("config") / "config.properties"
 MODEL_STORE = "model-store"
 BUILD_INFO = "mar_build.json"
 MANIFEST = "MAR-INF/MANIFEST.json"
-
-
-def parse_properties(text: str) -> dict[str, str]:
-    """Parse Java .properties text the way TorchServe's frontend (java.util.Properties) reads it.
-
-    Handles '#'/'!' comments, '=', ':' or whitespace separators, and backslash line continuations. Later
-    keys win, as in Java. (No library in our dependency set parses .properties; the format is small.)
-    """
-    props: dict[str, str] = {}
-    logical: list[str] = []
-    for raw in text.splitlines():
-        line = raw.lstrip() if not logical else raw.lstrip()
-        if not logical and (not line or line[0] in "#!"):
-            continue
-        # an odd number of trailing backslashes continues the line
-        trailing = len(line) - len(line.rstrip("\\"))
-        if trailing % 2 == 1:
-            logical.append(line[:-1])
-            continue
-        logical.append(line)
-        entry = "".join(logical)
-        logical = []
-        key, value = _split_entry(entry)
-        props[key] = value
-    if logical:
-        key, value = _split_entry("".join(logical))
-        props[key] = value
-    return props
-
-
-def _split_entry(entry: str) -> tuple[str, str]:
-    i = 0
-    while i < len(entry):
-        ch = entry[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch in "=: \t":
-            break
-        i += 1
-    key = entry[:i].replace("\\", "")
-    rest = entry[i:].lstrip(" \t")
-    if rest[:1] in ("=", ":"):
-        rest = rest[1:].lstrip(" \t")
-    return key, rest.rstrip()
 
 
 @dataclass(frozen=True)
@@ -130,13 +86,14 @@ def read_layout(path: str | Path) -> Layout:
     text = config.read_text(encoding="utf-8", errors="replace")
     props = parse_properties(text)
     problems: list[str] = []
-    snapshot, entries = _read_snapshot(props.get("model_snapshot"), problems)
+    snapshot, entries = parse_snapshot(props.get("model_snapshot"), problems)
     store = root / MODEL_STORE
     archives = sorted(store.glob("*.mar")) if store.is_dir() else []
     return Layout(root, props, text, snapshot, entries, archives, problems)
 
 
-def _read_snapshot(value: str | None, problems: list[str]) -> tuple[dict[str, Any] | None, list[SnapshotEntry]]:
+def parse_snapshot(value: str | None, problems: list[str]) -> tuple[dict[str, Any] | None, list[SnapshotEntry]]:
+    """model_snapshot's JSON -> (the object, one entry per model version); what is wrong goes to ``problems``."""
     if value is None:
         return None, []
     try:

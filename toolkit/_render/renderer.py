@@ -17,8 +17,7 @@ import logging
 import math
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -27,17 +26,27 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .. import _names
 from .._errors import LayoutError, RenderError, TemplateError
+from .._files import PRIVATE_FILE, PUBLIC_FILE, write_atomic
 from .._layout import read_archive, read_layout
+from .._names import (
+    dns1123_label_problem,
+    dns1123_subdomain_problem,
+    image_tag_problem,
+    label_key_problem,
+    label_value_problem,
+    suggest_isvc_name,
+)
 from .._spec import (
     DEPLOYMENT_MODES,
     KServeSettings,
     Resources,
     check_isvc_name,
     parse_kserve_settings,
-    suggest_isvc_name,
 )
 from .._templating import render_template, to_yaml_scalar
+from .._uri import KSERVE_SCHEMES, parse_storage_uri
 
 log = logging.getLogger("toolkit.render")
 
@@ -46,8 +55,6 @@ log = logging.getLogger("toolkit.render")
 SCALE_METRICS = ("cpu", "memory", "concurrency", "rps")  # the CRD's enum for predictor.scaleMetric
 PROTOCOLS = ("v1", "v2")
 ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod")
-# Schemes KServe's storage-initializer can fetch a folder from (file:// and hf:// cannot hold a layout for the pod).
-STORAGE_SCHEMES = ("pvc", "s3", "gs", "https", "http", "hdfs", "webhdfs", "oci")
 RUNTIME_METRICS_PORT = 8082  # the kserve-torchserve runtime's prometheus.kserve.io/port
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
@@ -57,22 +64,8 @@ S3_ANNOTATIONS = "serving.kserve.io/s3-"
 GPU_RESOURCE = "nvidia.com/gpu"
 ANNOTATIONS_MAX_BYTES = 256 * 1024  # Kubernetes' TotalAnnotationSizeLimitB
 
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-_NAME_PART = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# Kubernetes quantity (resource.ParseQuantity): a decimal number and one suffix: binary (Ki..Ei), decimal SI
-# (n, u, m, k, M, G, T, P, E) or an integer exponent (e3, E-2).
-_QUANTITY = re.compile(
-    r"(?P<number>\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
-    r"(?P<suffix>[eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?"
-)
-_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
-_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _S3_ENDPOINT = re.compile(r"(?:(?P<scheme>https?)://)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?/?")
 _S3_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -187,20 +180,9 @@ class Manifests:
             raise RenderError(f"{target} is a folder", hint="give a file name, e.g. isvc.yaml")
         if not target.parent.is_dir():
             raise RenderError(f"{target.parent} does not exist", hint="create the folder first")
-        # mkstemp creates the file with mode 0600, so keys are never readable by others, not even for a moment.
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(self.text)
-                f.flush()
-                os.fsync(f.fileno())
-            if not _holds_secret_data(self.documents):
-                Path(tmp).chmod(0o644)  # what a plain write would give with the usual umask (022)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        # The temp file is 0600 from its creation, so keys are never readable by others, not even for a moment.
+        mode = PRIVATE_FILE if _holds_secret_data(self.documents) else PUBLIC_FILE
+        return write_atomic(target, self.text, mode=mode)
 
 
 def _holds_secret_data(documents: Iterable[Mapping[str, Any]]) -> bool:
@@ -269,7 +251,7 @@ def render(
     isvc_name = _isvc_name(_first(name, base.name), facts.models)
     ns = _first(namespace, base.namespace)
     if ns is not None:
-        _check_dns(ns, _DNS1123_LABEL, 63, "namespace", "a DNS-1123 label (lowercase letters, digits and '-')")
+        _check_name(ns, dns1123_label_problem, "namespace")
     uri = _first(storage_uri, base.storage_uri)
     if uri is None:
         raise RenderError(
@@ -320,7 +302,7 @@ def render(
                 hint="S3 settings apply to s3://BUCKET/PREFIX storage URIs only; drop them or fix --storage-uri",
             )
         sa = sa or f"{isvc_name}-sa"
-        _check_dns(sa, _DNS1123_SUBDOMAIN, 253, "service account", "a DNS-1123 subdomain")
+        _check_name(sa, dns1123_subdomain_problem, "service account")
         secret_name, secret_text = _render_secret(s3, isvc_name, ns, aux_labels)
         if s3.has_keys:
             secret = _parse([secret_text])  # kept apart: see Manifests
@@ -330,7 +312,7 @@ def render(
             "serviceaccount.yaml.jinja", name=sa, namespace=ns, labels=aux_labels, secrets=[secret_name],
         ))
     elif sa is not None:
-        _check_dns(sa, _DNS1123_SUBDOMAIN, 253, "service account", "a DNS-1123 subdomain")
+        _check_name(sa, dns1123_subdomain_problem, "service account")
     if pvc is not None:
         _expect_type(pvc, PvcRequest, "pvc")
         texts.append(_render_pvc(pvc, scheme, authority, uri, ns, aux_labels))
@@ -483,37 +465,8 @@ def check_storage_uri(uri: str) -> tuple[str, str]:
     The URI must name the folder that holds config/ and model-store/ (the storage-initializer copies its
     contents to /mnt/models). Raises RenderError with the right URI when it points inside a layout.
     """
-    if not isinstance(uri, str) or not uri:
-        raise RenderError(f"storage URI must be a non-empty string, got {uri!r}")
-    if any(ch.isspace() or not ch.isprintable() for ch in uri):
-        raise RenderError(f"storage URI {uri!r} contains spaces or control characters")
-    match = re.fullmatch(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", uri)
-    if match is None:
-        hint = "stage the layout (mar-build stage LAYOUT pvc://CLAIM/PATH or s3://BUCKET/PREFIX) and use that URI"
-        if uri.startswith(("/", ".", "~")):
-            hint = "a local path means nothing inside the pod: " + hint
-        raise RenderError(f"{uri!r} is not a storage URI", hint=hint)
-    scheme, rest = match.group(1).lower(), match.group(2)
-    if scheme not in STORAGE_SCHEMES:
-        reason = {
-            "file": "file:// is a path inside the pod, where no layout is",
-            "hf": "hf:// names a Hugging Face repository, not a layout with config/ and model-store/",
-        }.get(scheme, f"KServe cannot fetch a layout from {scheme}://")
-        raise RenderError(
-            f"{uri!r}: {reason}", hint=f"use one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}"
-        )
-    authority, _, path = rest.partition("/")
-    what = {"pvc": "claim", "s3": "bucket", "gs": "bucket"}.get(scheme, "host")
-    if not authority:
-        example = "leeway" if scheme == "pvc" else "models"
-        raise RenderError(f"{uri!r} has no {what}", hint=f"for example {scheme}://{example}/bert")
-    if scheme == "pvc":
-        _check_dns(authority, _DNS1123_SUBDOMAIN, 253, "PVC claim name in the storage URI", "a DNS-1123 subdomain")
-    elif scheme in ("s3", "gs") and not _BUCKET.fullmatch(authority):
-        raise RenderError(f"{uri!r}: {authority!r} is not a bucket name (letters, digits, '.', '-', '_')")
-    segments = [s for s in path.split("/") if s]
-    if ".." in segments:
-        raise RenderError(f"{uri!r} contains '..'", hint="name the layout folder directly")
+    parsed = parse_storage_uri(uri, schemes=KSERVE_SCHEMES, error=RenderError)
+    scheme, authority, segments = parsed.scheme, parsed.root, parsed.segments
     inside: list[str] = []
     if segments and (segments[-1] == "config.properties" or segments[-1].endswith(".mar")):
         inside.insert(0, segments.pop())
@@ -531,50 +484,13 @@ def check_storage_uri(uri: str) -> tuple[str, str]:
 
 def _check_isvc_name(name: str) -> None:
     check_isvc_name(name, key="name")
-    # check_isvc_name's pattern ends in `$`, which also matches before a trailing newline.
-    if not _DNS1035_LABEL.fullmatch(name):
-        raise RenderError(
-            f"{name!r} is not a valid InferenceService name: it must be a DNS-1035 label (lowercase letters, "
-            "digits and '-', starting with a letter, ending with a letter or digit, at most 63 characters)",
-            hint=f"for example {suggest_isvc_name(name)!r}",
-        )
 
 
-def _check_dns(value: Any, pattern: re.Pattern[str], limit: int, what: str, rule: str) -> None:
-    if not isinstance(value, str) or len(value) > limit or not pattern.fullmatch(value):
+def _check_name(value: Any, problem_of: Callable[[Any], str | None], what: str) -> None:
+    problem = problem_of(value)
+    if problem:
         hint = f"for example {suggest_isvc_name(str(value))!r}"
-        raise RenderError(f"{what} {value!r} is not valid: it must be {rule}, at most {limit} characters", hint=hint)
-
-
-def label_key_problem(key: Any) -> str | None:
-    """Why ``key`` is not a Kubernetes label/annotation key ([prefix/]name), or None when it is one."""
-    if not isinstance(key, str):
-        return f"keys must be strings, got {type(key).__name__}"
-    prefix, slash, name = key.rpartition("/")
-    if slash and not prefix:
-        return "the prefix before '/' is empty"
-    if slash and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)):
-        return "the prefix before '/' must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')"
-    if not name:
-        return "the name part is empty"
-    if len(name) > 63:
-        return "the name part is longer than 63 characters"
-    if not _NAME_PART.fullmatch(name):
-        return (
-            "the name part must be letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
-        )
-    return None
-
-
-def label_value_problem(value: Any) -> str | None:
-    """Why ``value`` is not a Kubernetes label value, or None when it is one."""
-    if not isinstance(value, str):
-        return f"values must be strings, got {type(value).__name__}"
-    if len(value) > 63:
-        return "label values are at most 63 characters"
-    if value and not _NAME_PART.fullmatch(value):
-        return "label values are letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
-    return None
+        raise RenderError(f"{what} {value!r} is not valid: {problem}", hint=hint)
 
 
 def _check_label(key: Any, value: Any) -> None:
@@ -620,7 +536,7 @@ def _check_yaml_safe(value: str, what: str) -> None:
 
 
 def _check_runtime_version(version: Any, gpus: int) -> None:
-    if not isinstance(version, str) or not _IMAGE_TAG.fullmatch(version):
+    if image_tag_problem(version):
         raise RenderError(
             f"runtime_version {version!r} is not an image tag (letters, digits, '_', '.', '-'; at most 128)",
             hint="a pytorch/torchserve-kfs tag, e.g. 0.12.0 (or 0.12.0-gpu with a GPU)",
@@ -706,23 +622,10 @@ def _set_reserved(annotations: dict[str, str], key: str, value: str, source: str
 
 def parse_quantity(text: str) -> Decimal:
     """The value of a Kubernetes resource quantity ("500m", "0.5Gi", "2", "1e3"); RenderError when it is not one."""
-    match = _QUANTITY.fullmatch(text) if isinstance(text, str) else None
-    if match is None and isinstance(text, str) and text.startswith("-") and _QUANTITY.fullmatch(text[1:]):
-        raise RenderError(f"{text!r} is negative: resource quantities are 0 or more")
-    if match is None:
-        raise RenderError(
-            f"{text!r} is not a Kubernetes quantity",
-            hint="a number with an optional suffix: 500m or 0.5 (CPU), 512Mi, 2Gi or 1G (memory)",
-        )
-    number = Decimal(match.group("number"))
-    suffix = match.group("suffix") or ""
-    if suffix in _BINARY:
-        return number * (Decimal(1024) ** _BINARY[suffix])
-    if suffix in _DECIMAL:
-        return number.scaleb(_DECIMAL[suffix])
-    if suffix:
-        return number.scaleb(int(suffix[1:]))
-    return number
+    try:
+        return _names.parse_quantity(text)
+    except ValueError as exc:
+        raise RenderError(str(exc), hint=_names.QUANTITY_HINT) from exc
 
 
 def _resources(base: Mapping[str, str], extra: Mapping[str, Any] | None, what: str) -> dict[str, str]:
@@ -820,7 +723,7 @@ def _render_secret(
 ) -> tuple[str, str]:
     """(name, text) of the Secret KServe reads the S3 settings and keys from."""
     name = s3.secret_name or f"{isvc_name}-s3"
-    _check_dns(name, _DNS1123_SUBDOMAIN, 253, "secret name", "a DNS-1123 subdomain")
+    _check_name(name, dns1123_subdomain_problem, "secret name")
     text = render_template(
         "secret.yaml.jinja", name=name, namespace=namespace, labels=labels, annotations=_s3_annotations(s3),
         keys=_s3_keys(s3),
@@ -905,7 +808,7 @@ def _render_pvc(
     if pvc.access_mode not in ACCESS_MODES:
         raise RenderError(f"PVC access mode {pvc.access_mode!r} is not one of {', '.join(ACCESS_MODES)}")
     if pvc.storage_class is not None:
-        _check_dns(pvc.storage_class, _DNS1123_SUBDOMAIN, 253, "storage class", "a DNS-1123 subdomain")
+        _check_name(pvc.storage_class, dns1123_subdomain_problem, "storage class")
     return render_template(
         "pvc.yaml.jinja", name=name, namespace=namespace, labels=labels, size=pvc.size,
         access_mode=pvc.access_mode, storage_class=pvc.storage_class,

@@ -40,7 +40,8 @@ import httpx
 
 from .._diagnose import WorkerLog, log_tail, plain_tail
 from .._errors import ArchiveError, LayoutError, ServeError
-from .._layout import CONFIG_RELPATH, MODEL_STORE, check, read_archive, read_layout
+from .._layout import CONFIG_RELPATH, MODEL_STORE, check, read_archive, read_layout, set_properties
+from .._uri import StorageUri, parse_storage_uri
 from . import initializer
 
 log = logging.getLogger("toolkit.serve")
@@ -436,10 +437,9 @@ def _free_ports(count: int, avoid: Sequence[int] = ()) -> list[int]:
 
 def _resolve_source(source: str | Path, mount: str | Path | None, cleanup: list[Path], emit: OnEvent) -> Path:
     text = str(source)
-    if text.startswith("pvc://"):
-        return _pvc_path(text, mount)
-    if re.match(r"^[a-z][a-z0-9+.-]*://", text):
-        return _download(text, cleanup, emit)
+    if "://" in text:
+        uri = parse_storage_uri(text, error=ServeError)
+        return _pvc_path(uri, mount) if uri.scheme == "pvc" else _download(uri.uri, cleanup, emit)
     path = Path(source).resolve()
     if not path.is_dir():
         raise LayoutError(
@@ -449,19 +449,18 @@ def _resolve_source(source: str | Path, mount: str | Path | None, cleanup: list[
     return path
 
 
-def _pvc_path(uri: str, mount: str | Path | None) -> Path:
-    claim, _, sub = uri.removeprefix("pvc://").partition("/")
+def _pvc_path(uri: StorageUri, mount: str | Path | None) -> Path:
     if mount is None:
         raise ServeError(
             f"{uri}: a PVC is read where it is mounted, and no mount folder was given",
-            hint=f"mount claim {claim!r} (or copy its contents) and pass mount=DIR (--mount DIR)",
+            hint=f"mount claim {uri.root!r} (or copy its contents) and pass mount=DIR (--mount DIR)",
         )
     root = Path(mount).resolve()
-    path = (root / sub).resolve()
-    if not path.is_relative_to(root):
-        raise ServeError(f"{uri}: path {sub!r} leaves the mount folder {root}", hint="use a path inside the claim")
+    path = (root / uri.path).resolve()
+    if not path.is_relative_to(root):  # a symlink inside the claim that points out of it
+        raise ServeError(f"{uri}: path {uri.path!r} leaves the mount folder {root}", hint="use a path inside the claim")
     if not path.is_dir():
-        raise ServeError(f"{uri}: {path} does not exist", hint=f"is claim {claim!r} mounted at {root}?")
+        raise ServeError(f"{uri}: {path} does not exist", hint=f"is claim {uri.root!r} mounted at {root}?")
     return path
 
 
@@ -582,26 +581,8 @@ def _free_port_config(
         "management": values["management_address"],
         "metrics": values["metrics_address"],
     }
-    return _set_properties(text, values), addresses, remapped
-
-
-def _set_properties(text: str, values: dict[str, str]) -> str:
-    """Replace (or append) ``key=value`` lines, leaving every other line as it was."""
-    pending = dict(values)
-    out: list[str] = []
-    for raw in text.splitlines():
-        stripped = raw.lstrip()
-        match = re.match(r"([^=:\s#!]+)\s*[=:\s]", stripped + " ")
-        key = match.group(1) if match and stripped[:1] not in "#!" else None
-        if key in pending:
-            out.append(f"{key}={pending.pop(key)}")
-        elif key in values:
-            continue  # a duplicate of a key we set: Java's last-wins would undo ours
-        else:
-            out.append(raw)
-    out.append("# set by mar-build serve (a run copy; the layout's file is unchanged)")
-    out.extend(f"{key}={value}" for key, value in pending.items())
-    return "\n".join(out) + "\n"
+    note = "set by mar-build serve (a run copy; the layout's file is unchanged)"
+    return set_properties(text, values, comment=note), addresses, remapped
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import aiohttp
 import httpx
 import orjson
 
-from .._layout import parse_properties
+from .._layout import parse_properties, parse_snapshot
 
 # kserve.model_server parses sys.argv when it is imported (module-level argparse with allow_abbrev): our own
 # options, or pytest's, would be read as kserve's (``--config`` abbreviates ``--configure_logging``). Import it
@@ -84,8 +84,8 @@ def local_url(address: str) -> str:
 def read_wrapper_config(path: Path) -> tuple[list[str], str, str]:
     """(model names, inference URL, management URL) from config.properties, as the pod's wrapper reads them."""
     props = parse_properties(path.read_text(encoding="utf-8"))
-    snapshot = json.loads(props.get("model_snapshot", "{}"))
-    names = list(snapshot.get("models", {})) if isinstance(snapshot, dict) else []
+    _, entries = parse_snapshot(props.get("model_snapshot"), [])
+    names = list(dict.fromkeys(e.name for e in entries))
     inference = local_url(props.get("inference_address", DEFAULT_INFERENCE_ADDRESS))
     management = local_url(props.get("management_address", DEFAULT_MANAGEMENT_ADDRESS))
     return names, inference, management

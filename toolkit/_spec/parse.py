@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,13 @@ from typing import Any
 import yaml
 
 from .._errors import SpecError
+from .._names import (
+    dns1035_label_problem,
+    model_name_problem,
+    suggest_isvc_name,
+    suggest_model_name,
+    version_problem,
+)
 
 SPEC_FILENAME = "mar.yaml"
 
@@ -30,13 +36,6 @@ TASKS = (
     "custom",
 )
 
-# torch-model-archiver's own rule (ModelExportUtils.check_model_name_regex_or_exit); the name is also the URL
-# segment in /v1/models/NAME:predict, so nothing else may be admitted.
-MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
-# Kubernetes DNS-1035 label: what an InferenceService name must be.
-DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 MIB = 1024 * 1024
 
@@ -264,35 +263,21 @@ def parse_kserve_settings(raw: Mapping[str, Any], *, source: Path | None = None)
 
 def check_model_name(name: str, *, path: Path | None = None, key: str = "name") -> str:
     """Raise SpecError unless ``name`` is a valid TorchServe model name (the URL name)."""
-    if not isinstance(name, str) or not MODEL_NAME_RE.fullmatch(name):
+    problem = model_name_problem(name)
+    if problem:
         raise SpecError(
-            f"{name!r} is not a valid model name: TorchServe accepts letters, digits, '_', '-' and '.', "
-            "starting with a letter or digit",
+            f"{str(name)[:80]!r}{'...' if len(str(name)) > 80 else ''} is not a valid model name: {problem}",
             path=path, key=key, hint=f"for example {suggest_model_name(str(name))!r}",
         )
     return name
 
 
-def suggest_model_name(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9_\-.]+", "-", name).strip("-_.")
-    return cleaned or "model"
-
-
-def suggest_isvc_name(name: str) -> str:
-    """The closest DNS-1035 label to ``name`` (for defaults and hints)."""
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    cleaned = re.sub(r"-{2,}", "-", cleaned)
-    if not cleaned or not cleaned[0].isalpha():
-        cleaned = "m-" + cleaned if cleaned else "model"
-    return cleaned[:45].rstrip("-")
-
-
 def check_isvc_name(name: str, *, path: Path | None = None, key: str = "kserve.name") -> str:
     """Raise SpecError unless ``name`` is a DNS-1035 label of at most 63 characters."""
-    if not isinstance(name, str) or len(name) > 63 or not DNS1035_RE.fullmatch(name):
+    problem = dns1035_label_problem(name)
+    if problem:
         raise SpecError(
-            f"{name!r} is not a valid InferenceService name: it must be a DNS-1035 label (lowercase letters, "
-            "digits and '-', starting with a letter, ending with a letter or digit, at most 63 characters)",
+            f"{name!r} is not a valid InferenceService name: {problem}",
             path=path, key=key, hint=f"for example {suggest_isvc_name(str(name))!r}",
         )
     return name
@@ -394,10 +379,9 @@ def _requirements(value: Any, base: Path, source: Path | None) -> list[str]:
 def _validate(spec: ModelSpec) -> None:
     source = spec.source
     check_model_name(spec.name, path=source)
-    if not VERSION_RE.fullmatch(spec.version):
-        raise SpecError(
-            f"{spec.version!r} is not a valid version (letters, digits, '.', '_', '-')", path=source, key="version"
-        )
+    problem = version_problem(spec.version)
+    if problem:
+        raise SpecError(f"{spec.version!r} is not a valid version: {problem}", path=source, key="version")
     if spec.task not in TASKS:
         close = difflib.get_close_matches(spec.task, TASKS, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(TASKS)}"

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from .._files import PRIVATE_FILE, write_atomic
 
 log = logging.getLogger("toolkit.stage")
 
@@ -88,14 +89,6 @@ class HashCache:
                 entries = dict(newest[:_MAX_ENTRIES])
             self._dirty = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".sha256.", suffix=".tmp", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump({"files": entries}, f)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(self.path, json.dumps({"files": entries}), mode=PRIVATE_FILE, fsync=False)
         except OSError as exc:
             log.debug("cannot write the hash cache %s: %s", self.path, exc)

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import StagingError
+from .._files import atomic_write, write_atomic
+from .._uri import StorageUri
 from .staging import (
     CONFIG_KEY,
     Cancelled,
@@ -37,7 +39,6 @@ from .staging import (
     Progress,
     StagedFile,
     StageResult,
-    StorageTarget,
     is_archive_key,
     referenced_archives,
     sha256_file,
@@ -55,12 +56,12 @@ _OWNED_DIRS = ("config", "model-store")
 class PvcDestination:
     """MOUNT/PREFIX, checked when constructed (mount exists, is writable, nothing resolves outside it)."""
 
-    def __init__(self, target: StorageTarget, mount: str | Path | None, *, dry_run: bool, concurrency: int) -> None:
+    def __init__(self, target: StorageUri, mount: str | Path | None, *, dry_run: bool, concurrency: int) -> None:
         self.target = target
         self.dry_run = dry_run
         self.concurrency = concurrency
         self.root = _mount_root(target, mount)
-        self.dest = _inside(self.root, self.root / target.prefix if target.prefix else self.root, target)
+        self.dest = _inside(self.root, self.root / target.path if target.path else self.root, target)
         self.warnings: list[str] = []
         if not os.path.ismount(self.root):
             self.warnings.append(
@@ -116,7 +117,7 @@ class PvcDestination:
         return result
 
 
-def _mount_root(target: StorageTarget, mount: str | Path | None) -> Path:
+def _mount_root(target: StorageUri, mount: str | Path | None) -> Path:
     hint = (
         f"pass --mount DIR: the folder where PVC {target.root!r} is mounted in this notebook (Kubeflow lists "
         "a notebook's volumes and their mount paths, e.g. /home/jovyan/vol-1; `df -h` shows them)"
@@ -131,7 +132,7 @@ def _mount_root(target: StorageTarget, mount: str | Path | None) -> Path:
     return path.resolve()
 
 
-def _inside(root: Path, path: Path, target: StorageTarget) -> Path:
+def _inside(root: Path, path: Path, target: StorageUri) -> Path:
     """``path`` with symlinks resolved, refused unless it stays under the mount ``root``."""
     real = path.resolve()
     if real != root and root not in real.parents:
@@ -142,7 +143,7 @@ def _inside(root: Path, path: Path, target: StorageTarget) -> Path:
     return real
 
 
-def _check_writable(root: Path, dest: Path, target: StorageTarget, dry_run: bool) -> None:
+def _check_writable(root: Path, dest: Path, target: StorageUri, dry_run: bool) -> None:
     # The nearest folder that exists is where this run's first write happens.
     probe = dest
     while not probe.exists() and probe != root:
@@ -189,17 +190,7 @@ def _read_record(dest: Path, warnings: list[str]) -> dict[str, dict[str, Any]]:
 
 def _write_record(dest: Path, files: dict[str, dict[str, Any]]) -> None:
     text = json.dumps({"written_by": "mar-build stage", "files": dict(sorted(files.items()))}, indent=1) + "\n"
-    path = dest / RECORD_KEY
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        Path(tmp).chmod(0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(dest / RECORD_KEY, text, tmp_suffix=TMP_SUFFIX)
 
 
 def _plan(dest: Path, files: list[LocalFile], record: dict[str, dict[str, Any]], concurrency: int) -> list[StagedFile]:
@@ -283,17 +274,8 @@ def _copy_all(archives: list[LocalFile], dest: Path, meter: Meter, concurrency: 
 
 def _copy_one(src: LocalFile, dst: Path, meter: Meter) -> None:
     """Copy through a temp file beside ``dst`` (fsynced, mode 0644 so the pod's user can read it), then replace."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=TMP_SUFFIX, dir=dst.parent)
-    try:
-        with open(src.path, "rb") as fin, os.fdopen(fd, "wb") as fout:
-            _copy_stream(fin.fileno(), fout.fileno(), src.size, meter)
-            os.fsync(fout.fileno())
-        Path(tmp).chmod(0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(src.path, "rb") as fin, atomic_write(dst, tmp_suffix=TMP_SUFFIX) as fout:
+        _copy_stream(fin.fileno(), fout.fileno(), src.size, meter)
     log.debug("wrote %s", dst)
 
 

@@ -41,6 +41,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from s3transfer.subscribers import BaseSubscriber
 
 from .._errors import StagingError
+from .._uri import StorageUri
 from .staging import (
     CONFIG_KEY,
     LocalFile,
@@ -48,7 +49,6 @@ from .staging import (
     Progress,
     StagedFile,
     StageResult,
-    StorageTarget,
     is_archive_key,
     referenced_archives,
 )
@@ -123,7 +123,7 @@ class S3Destination:
     Constructing it sets up the client (no request yet); ``stage`` plans and uploads.
     """
 
-    def __init__(self, target: StorageTarget, *, endpoint_url: str | None, profile: str | None,
+    def __init__(self, target: StorageUri, *, endpoint_url: str | None, profile: str | None,
                  region: str | None, dry_run: bool, concurrency: int, part_size: int) -> None:
         self.target = target
         self.bucket = target.root
@@ -208,11 +208,11 @@ class S3Destination:
         return self.target.key(rel)
 
     def _rel(self, key: str) -> str:
-        return key[len(self.target.prefix) + 1:] if self.target.prefix else key
+        return key[len(self.target.path) + 1:] if self.target.path else key
 
     def list_prefix(self) -> dict[str, int]:
         """Every object under PREFIX/: relative key -> size."""
-        prefix = self.target.prefix + "/" if self.target.prefix else ""
+        prefix = self.target.path + "/" if self.target.path else ""
         out: dict[str, int] = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in page.get("Contents", ()):
@@ -222,7 +222,7 @@ class S3Destination:
     def sibling_warnings(self) -> list[str]:
         # The storage-initializer lists with Prefix=PREFIX, without a trailing slash (kserve_storage
         # _download_s3), so s3://b/bert also fetches s3://b/bert-large/... into /mnt/models/-large/...
-        prefix = self.target.prefix
+        prefix = self.target.path
         if not prefix:
             return []
         page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, Delimiter="/", MaxKeys=20)
@@ -256,7 +256,7 @@ class S3Destination:
 
     def open_uploads(self) -> list[tuple[str, str]]:
         """Unfinished multipart uploads of layout keys under PREFIX/ (left by a killed run): (key, upload id)."""
-        prefix = self.target.prefix + "/" if self.target.prefix else ""
+        prefix = self.target.path + "/" if self.target.path else ""
         try:
             found: list[tuple[str, str]] = []
             for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,

@@ -14,6 +14,7 @@ The transfers themselves live in _pvc.py and _s3.py (boto3 is an optional extra,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -25,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
+from .. import _uri
 from .._errors import StagingError
-from .._layout import CONFIG_RELPATH, MODEL_STORE, check, parse_properties, read_layout
+from .._layout import CONFIG_RELPATH, MODEL_STORE, check, parse_properties, parse_snapshot, read_layout
+from .._uri import STAGE_SCHEMES, StorageUri
 from .hashcache import HashCache
 
 log = logging.getLogger("toolkit.stage")
@@ -44,26 +47,7 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
 _HASH_BLOCK = 1024 * 1024
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _MAR_NAME = re.compile(r"^[^/\\\x00]+\.mar$")
-
-
-@dataclass(frozen=True)
-class StorageTarget:
-    """A parsed storage URI: ``pvc://CLAIM/PREFIX`` or ``s3://BUCKET/PREFIX`` (PREFIX may be empty)."""
-
-    scheme: Literal["s3", "pvc"]
-    root: str
-    prefix: str
-
-    @property
-    def uri(self) -> str:
-        return f"{self.scheme}://{self.root}" + (f"/{self.prefix}" if self.prefix else "")
-
-    def key(self, relpath: str) -> str:
-        """The S3 key (or PVC-relative path) of a layout file."""
-        return f"{self.prefix}/{relpath}" if self.prefix else relpath
 
 
 @dataclass(frozen=True)
@@ -223,7 +207,7 @@ class Destination(Protocol):
     def stage(self, files: list[LocalFile], *, progress: Progress | None) -> StageResult: ...
 
 
-def _destination(target: StorageTarget, *, mount: str | Path | None, endpoint_url: str | None,
+def _destination(target: StorageUri, *, mount: str | Path | None, endpoint_url: str | None,
                  profile: str | None, region: str | None, dry_run: bool, concurrency: int,
                  part_size: int) -> Destination:
     if target.scheme == "pvc":
@@ -243,46 +227,9 @@ def _destination(target: StorageTarget, *, mount: str | Path | None, endpoint_ur
 # The storage URI
 
 
-def parse_storage_uri(uri: str) -> StorageTarget:
-    """Parse ``pvc://CLAIM[/PREFIX]`` or ``s3://BUCKET[/PREFIX]``; raise StagingError naming what is wrong.
-
-    PREFIX may not contain empty, '.' or '..' segments, backslashes or control characters: on a PVC it becomes
-    a path under the mount (and KServe's subPath), on S3 the storage-initializer turns keys into local paths.
-    """
-    scheme, sep, rest = uri.partition("://")
-    if not sep or scheme not in ("s3", "pvc"):
-        raise StagingError(
-            f"{uri!r} is not a storage URI stage can write", uri=uri,
-            hint="use s3://BUCKET/PREFIX or pvc://CLAIM/PREFIX (with --mount DIR, where the claim is mounted here)",
-        )
-    root, _, prefix = rest.partition("/")
-    if prefix.endswith("/"):
-        prefix = prefix[:-1]
-    if scheme == "s3" and not _BUCKET.match(root):
-        raise StagingError(
-            f"{root!r} is not a valid S3 bucket name", uri=uri,
-            hint="bucket names are 3-63 characters of lowercase letters, digits, '.' and '-'",
-        )
-    if scheme == "pvc" and (len(root) > 253 or not _DNS1123_SUBDOMAIN.match(root)):
-        raise StagingError(
-            f"{root!r} is not a valid PersistentVolumeClaim name", uri=uri,
-            hint="claim names are lowercase letters, digits, '-' and '.' (kubectl get pvc lists them)",
-        )
-    if prefix:
-        _check_prefix(prefix, uri)
-    return StorageTarget(scheme, root, prefix)  # type: ignore[arg-type]
-
-
-def _check_prefix(prefix: str, uri: str) -> None:
-    bad = [s for s in prefix.split("/") if s in ("", ".", "..")]
-    if bad or prefix.startswith("/"):
-        raise StagingError(
-            f"the path in {uri!r} has an empty, '.' or '..' segment: it would escape or blur the destination",
-            uri=uri, hint="write the path plainly, e.g. s3://models/bert or pvc://leeway/bert",
-        )
-    if "\\" in prefix or any(ord(c) < 32 or ord(c) == 127 for c in prefix):
-        raise StagingError(f"the path in {uri!r} has a backslash or a control character", uri=uri,
-                           hint="use letters, digits, '-', '_', '.' and '/' in the path")
+def parse_storage_uri(uri: str) -> StorageUri:
+    """Parse ``pvc://CLAIM[/PREFIX]`` or ``s3://BUCKET[/PREFIX]`` (the grammar of toolkit/_uri.py); StagingError."""
+    return _uri.parse_storage_uri(uri, schemes=STAGE_SCHEMES, error=functools.partial(StagingError, uri=uri))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -327,20 +274,8 @@ def sha256_file(path: Path) -> str:
 
 def referenced_archives(config_text: str) -> set[str]:
     """The marNames a config.properties text names in model_snapshot (empty when it has none or is unreadable)."""
-    import json
-
-    raw = parse_properties(config_text).get("model_snapshot")
-    try:
-        snapshot = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        return set()
-    models = snapshot.get("models") if isinstance(snapshot, dict) else None
-    names: set[str] = set()
-    for versions in (models or {}).values() if isinstance(models, dict) else ():
-        for settings in versions.values() if isinstance(versions, dict) else ():
-            if isinstance(settings, dict) and isinstance(settings.get("marName"), str):
-                names.add(settings["marName"])
-    return names
+    _, entries = parse_snapshot(parse_properties(config_text).get("model_snapshot"), [])
+    return {e.mar_name for e in entries if e.mar_name is not None}
 
 
 def is_archive_key(relpath: str) -> bool:
