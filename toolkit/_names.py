@@ -108,6 +108,21 @@ def label_key_problem(key: Any) -> str | None:
     return None
 
 
+def scalar_string(value: Any) -> str | None:
+    """A YAML scalar as the string Kubernetes stores for a label or annotation value: text as is, numbers as
+    written, booleans as ``true``/``false``; None for anything else (None, lists, mappings).
+
+    mar.yaml and render() both go through this, so ``tier: 1`` means the same in a spec file and in a call.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
 def label_value_problem(value: Any) -> str | None:
     """Why ``value`` is not a Kubernetes label value, or None when it is one."""
     if not isinstance(value, str):

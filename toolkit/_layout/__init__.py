@@ -15,9 +15,10 @@ from .read import (
     read_layout,
 )
 from .summary import Inspection, ModelSummary, inspect
+from .workers import THREADS_ENV, pod_workers, threads_per_worker
 
 __all__ = [
     "BUILD_INFO", "CONFIG_RELPATH", "MANIFEST", "MODEL_STORE", "ArchiveInfo", "CheckReport", "Inspection", "Layout",
     "ModelSummary", "Problem", "SnapshotEntry", "check", "find_entry", "inspect", "parse_properties", "parse_snapshot",
-    "read_archive", "read_layout", "set_properties",
+    "read_archive", "read_layout", "set_properties", "THREADS_ENV", "pod_workers", "threads_per_worker",
 ]

@@ -1,0 +1,39 @@
+"""The one rule for how many workers a pod runs and how many torch threads each of them gets.
+
+Every model of a layout runs in the same predictor pod, on the CPUs of its ``limits.cpu``. TorchServe starts
+``minWorkers`` workers per model and may run up to ``maxWorkers``; each worker holds its own copy of the model and
+runs one batch at a time. Torch threads beyond the CPUs only take turns on them, so each worker gets the pod's CPUs
+divided by the workers of *all* models, at least one. `render` warns with this rule and hands the answer to the
+handlers in the pod (``MAR_BUILD_THREADS`` in the predictor's environment); `serve` does the same for the CPUs of
+this machine. A handler started without that variable (a manifest mar-build did not render) divides by its own
+model's ``maxWorkers``, which is the same number for a layout of one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .read import SnapshotEntry
+
+THREADS_ENV = "MAR_BUILD_THREADS"
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def pod_workers(entries: Iterable[SnapshotEntry]) -> int | None:
+    """The most workers the layout's models may run at once (maxWorkers, else minWorkers, summed over the models);
+    None when some model's snapshot entry gives neither (a hand-written config with TorchServe's defaults)."""
+    total = 0
+    for entry in entries:
+        count = _count(entry.settings.get("maxWorkers")) or _count(entry.settings.get("minWorkers"))
+        if count is None:
+            return None
+        total += count
+    return total
+
+
+def threads_per_worker(cpus: int, workers: int) -> int:
+    """Torch threads for each of ``workers`` workers sharing ``cpus`` CPUs: at least one."""
+    return max(1, cpus // max(1, workers))
