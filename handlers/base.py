@@ -2,8 +2,11 @@
 
 TorchServe hands ``handle()`` one batch: a list of raw requests, each a dict whose ``"body"`` (or ``"data"``) is the
 parsed JSON when the request said ``Content-Type: application/json``, a str for ``text/*``, bytes otherwise (and
-bytes for JSON that failed to parse). With no service envelope configured (see FACTS.md, "The stock envelope breaks
-batching"), every request of the batch arrives here as sent, so this class:
+bytes for JSON that failed to parse). mar-build's config.properties configures no service envelope
+(``enable_envvars_config=false``, no ``service_envelope``): TorchServe's stock ``kserve`` envelope
+(pytorch/serve ``ts/torch_handler/request_envelope/kserve.py``) parses only the first request of a server-side
+batch, so with ``batchSize`` > 1 and concurrent clients every request fails (503 "number of batch response
+mismatched", measured on TorchServe 0.12.0). Without it every request of the batch arrives here as sent, so this class:
 
 - reads ``{"instances": [...]}`` (a KServe v1 request, answered ``{"predictions": [...]}``, or
   ``{"explanations": [...]}`` when TorchServe set the ``explain`` header to ``True``), or takes any other body as
@@ -22,16 +25,16 @@ import importlib.util
 import inspect
 import json
 import logging
-import math
-import os
 import sys
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
+
+from .cpus import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +45,15 @@ _MAX_PHRASE = 200
 
 
 class InvalidRequest(Exception):
-    """A request this handler cannot serve: answered with ``status`` and ``{"error": message}``, alone."""
+    """A request this handler cannot serve: answered ``status`` (400 unless given; any 4xx or 5xx) with
+    ``{"error": message}``, while the other requests of its batch are served. Raises ValueError for another status.
+    """
 
-    status = 400
+    def __init__(self, message: str, status: int = 400) -> None:
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValueError(f"an InvalidRequest answers a 4xx or 5xx status, not {status!r}")
+        super().__init__(message)
+        self.status = status
 
 
 class BadInstance(InvalidRequest):
@@ -99,35 +108,6 @@ def defined_subclass(module: ModuleType, parent: type, what: str, hint: str = ""
     return found[0]
 
 
-def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
-    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a pod's ``limits.cpu``, rounded up).
-
-    os.cpu_count() sees every core of the node: in a pod limited to 2 CPUs that would mean dozens of threads.
-    """
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    quota = _cgroup_cpu_quota(cgroup)
-    if quota is not None:
-        count = min(count, max(1, math.ceil(quota)))
-    return max(1, count)
-
-
-def _cgroup_cpu_quota(cgroup: Path) -> float | None:
-    try:
-        quota, period = (cgroup / "cpu.max").read_text().split()[:2]  # cgroup v2: "200000 100000" or "max 100000"
-    except (OSError, ValueError):
-        try:
-            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()  # cgroup v1: -1 when unlimited
-            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
-        except OSError:
-            return None
-    if quota in ("max", "-1"):
-        return None
-    try:
-        return int(quota) / int(period)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
 def to_jsonable(value: Any) -> Any:
     """Tensors (and sequences of them) as plain lists and numbers; anything else unchanged."""
     if isinstance(value, torch.Tensor):
@@ -137,7 +117,13 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-class BaseHandler:
+# What preprocess_instance makes of one instance, and what inference gives for a list of them (a list, or a tensor
+# whose first dimension is the batch): a subclass names both, e.g. BaseHandler[str, torch.Tensor].
+Item = TypeVar("Item")
+Outputs = TypeVar("Outputs")
+
+
+class BaseHandler(Generic[Item, Outputs]):
     """Base of every mar-build handler; TorchServe's entry point (``mar_build_entry``) drives it.
 
     After ``initialize`` the hooks can use: ``context``, ``model_dir`` (the extracted archive), ``config`` (the
@@ -161,26 +147,32 @@ class BaseHandler:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement load(model_path)")
 
-    def preprocess_instance(self, instance: Any) -> Any:
+    def require_model(self, model_path: Path | None) -> Path:
+        """``model_path`` for a ``load`` that cannot do without a model; ValueError when mar_build.json names none."""
+        if model_path is None:
+            raise ValueError(f"{CONFIG_FILE} names no model, and the {self.config.get('task')} task needs one")
+        return model_path
+
+    def preprocess_instance(self, instance: Any) -> Item:
         """One instance as sent (JSON value, str or bytes) -> the item ``inference`` takes; raise BadInstance."""
         return instance
 
-    def check_request(self, items: list[Any]) -> None:
-        """Check the items of one request together (e.g. same shape); raise InvalidRequest to answer it 400."""
+    def check_request(self, items: list[Item]) -> None:
+        """Check the items of one request together (e.g. same shape); raise InvalidRequest to answer it (400)."""
 
-    def pass_key(self, item: Any) -> Hashable:
+    def pass_key(self, item: Item) -> Hashable:
         """Items with different keys (e.g. tensor shapes) never share a forward pass, and fail apart."""
         return None
 
-    def inference(self, items: list[Any]) -> Sequence[Any]:
+    def inference(self, items: list[Item]) -> Outputs:
         """Items of one forward pass (from any number of requests) -> one output per item, in order."""
         raise NotImplementedError(f"{type(self).__name__} must implement inference(items)")
 
-    def postprocess(self, outputs: Sequence[Any]) -> list[Any]:
+    def postprocess(self, outputs: Outputs) -> list[Any]:
         """Outputs of ``inference`` -> one JSON-able prediction per instance (by default, as lists)."""
         return list(to_jsonable(outputs))
 
-    def explain(self, items: list[Any]) -> list[Any]:
+    def explain(self, items: list[Item]) -> list[Any]:
         """Items -> one JSON-able explanation per instance; by default the raw model outputs."""
         return list(to_jsonable(self.inference(items)))
 
@@ -196,7 +188,7 @@ class BaseHandler:
         gpu_id = properties.get("gpu_id")
         if gpu_id is not None and torch.cuda.is_available():
             self.device = torch.device(f"cuda:{gpu_id}")
-        torch.set_num_threads(self._threads())
+        torch.set_num_threads(torch_threads(self.options, self.config.get("max_workers")))
         batch_size = int(properties.get("batch_size") or self.config.get("batch_size") or 1)
         # One forward pass per server-side batch unless the options cap it (memory for many-instance requests).
         self.max_internal_batch = int(
@@ -208,14 +200,6 @@ class BaseHandler:
         logger.info(
             "%s loaded %s on %s with %d threads", type(self).__name__, model, self.device, torch.get_num_threads()
         )
-
-    def _threads(self) -> int:
-        if self.options.get("threads"):
-            return int(self.options["threads"])
-        if os.environ.get("MAR_BUILD_THREADS"):
-            return int(os.environ["MAR_BUILD_THREADS"])
-        workers = int(self.config.get("max_workers") or 1)
-        return max(1, available_cpus() // max(1, workers))
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         """One TorchServe batch -> one answer per request, in order; per-request statuses via the context."""
@@ -233,6 +217,13 @@ class BaseHandler:
                 answers[idx] = _fail(context, idx, 500, f"{type(exc).__name__}: {exc}")
                 continue
             passes[request.explain].append(request)
+        # One line per server-side batch: how TorchServe really batched (batchSize is only an upper bound).
+        logger.info(
+            "batch of %d request(s): %d valid, %d instance(s)",
+            len(data),
+            len(passes[False]) + len(passes[True]),
+            sum(len(r.items) for p in passes.values() for r in p),
+        )
         for explain, requests in passes.items():
             if requests:
                 self._serve(requests, explain, answers, context)
@@ -257,9 +248,7 @@ class BaseHandler:
                 try:
                     items.append(self.preprocess_instance(instance))
                 except InvalidRequest as exc:
-                    wrapped = InvalidRequest(f"instance {number}: {exc}")
-                    wrapped.status = exc.status
-                    raise wrapped from exc
+                    raise InvalidRequest(f"instance {number}: {exc}", exc.status) from exc
             self.check_request(items)
             return _Request(idx, items, v1=True, explain=explain)
         items = [self.preprocess_instance(body)]

@@ -11,7 +11,7 @@ import torch
 from .text import DEFAULT_MAX_LENGTH, TextHandler
 
 
-class EmbeddingsHandler(TextHandler):
+class EmbeddingsHandler(TextHandler[torch.Tensor]):
     """AutoModel; the token states averaged over the attention mask, then scaled to unit length.
 
     Same as sentence-transformers' Pooling(mean) + Normalize (e.g. all-MiniLM-L6-v2). ``options.normalize:

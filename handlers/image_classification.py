@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .base import BadInstance, BaseHandler
-from .labels import Classifier, ClassifierAnswers, label_names
+from .labels import Classifier, label_names
 from .torch_model import load_torch_model
 
 DEFAULT_IMAGE_SIZE = (224, 224)
@@ -40,16 +40,19 @@ def image_bytes(instance: Any) -> bytes:
         raise BadInstance(f"the image is not valid base64: {exc}") from exc
 
 
-class ImageClassificationHandler(ClassifierAnswers, BaseHandler):
+class ImageClassificationHandler(BaseHandler[Any, torch.Tensor]):
     """An image classifier: an eager nn.Module (model file + state_dict) or TorchScript, fed a [N, C, H, W]
     float batch (decoded, converted to RGB or ``grayscale``, resized to ``image_size`` [H, W], scaled to [0, 1],
     normalised with ``mean``/``std`` when given); or a Hugging Face image model folder, whose own image processor
-    prepares the batch. Answers as ``labels.Classifier`` says.
+    prepares the batch (an item is then the decoded image, else the tensor). Answers as ``labels.Classifier`` says.
     """
 
-    def load(self, model_path: Path) -> None:
+    classifier: Classifier
+
+    def load(self, model_path: Path | None) -> None:
         from PIL import Image
 
+        model_path = self.require_model(model_path)
         self.image = Image
         self.hf = model_path.is_dir() and (model_path / "config.json").is_file()
         if self.hf:
@@ -82,11 +85,11 @@ class ImageClassificationHandler(ClassifierAnswers, BaseHandler):
     def preprocess_instance(self, instance: Any) -> Any:
         data = image_bytes(instance)
         try:
-            image = self.image.open(io.BytesIO(data))
-            image = image.convert(self.mode)
+            image = self.image.open(io.BytesIO(data)).convert(self.mode)
             if self.hf:
                 return image
-            image = image.resize(self.size, self.image.BILINEAR)
+            # Image.Resampling since Pillow 9.1 (2022); the module-level Image.BILINEAR is set at import, unseen by mypy
+            image = image.resize(self.size, self.image.Resampling.BILINEAR)
         except Exception as exc:  # any decoder failure is the client's bad image, answered 400
             raise BadInstance(f"cannot decode the image: {exc}") from exc
         width, height = image.size
@@ -105,6 +108,12 @@ class ImageClassificationHandler(ClassifierAnswers, BaseHandler):
         else:
             logits = self.model(torch.stack(items).to(self.device))
         return logits.softmax(dim=-1).float().cpu()
+
+    def postprocess(self, outputs: torch.Tensor) -> list[Any]:
+        return self.classifier.predictions(outputs)
+
+    def explain(self, items: list[Any]) -> list[Any]:
+        return self.classifier.explanations(self.inference(items))
 
 
 def _per_channel(values: Any, channels: int, name: str) -> torch.Tensor | None:

@@ -1,4 +1,9 @@
-"""Class labels and the classification answer shared by the text- and image-classification handlers."""
+"""Class labels and the classification answer shared by the text- and image-classification handlers.
+
+Each of those handlers holds a ``Classifier`` (set at load, when the names are known) and hands it the class
+probabilities of ``inference``: ``postprocess`` answers ``classifier.predictions(probs)``, ``explain``
+``classifier.explanations(probs)``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ OUTPUTS = ("label", "scores")
 _GENERIC = re.compile(r"LABEL_\d+")
 
 
-def label_names(class_names: list[str] | None, id2label: Mapping[Any, str] | None, count: int | None) -> list | None:
+def label_names(
+    class_names: list[str] | None, id2label: Mapping[Any, str] | None, count: int | None
+) -> list[str] | None:
     """Names for class ids: ``class_names`` (checked against ``count`` when known), else a model config's
     ``id2label`` unless it is the generic ``LABEL_n``, else None (answers are the bare ids). Raises ValueError.
     """
@@ -21,8 +28,10 @@ def label_names(class_names: list[str] | None, id2label: Mapping[Any, str] | Non
             raise ValueError(f"class_names has {len(class_names)} names but the model has {count} classes")
         return list(class_names)
     if id2label:
-        names = [id2label.get(i, id2label.get(str(i))) for i in range(len(id2label))]
-        if all(isinstance(name, str) for name in names) and not all(_GENERIC.fullmatch(n) for n in names):
+        # transformers keys id2label by int; a config.json read some other way may key it by str
+        found = [id2label.get(i, id2label.get(str(i))) for i in range(len(id2label))]
+        names = [name for name in found if isinstance(name, str)]
+        if len(names) == len(found) and not all(_GENERIC.fullmatch(name) for name in names):
             return names
     return None
 
@@ -34,7 +43,7 @@ class Classifier:
     "scores": {label: p}}``; ``top_k`` > 1: a list of ``{"label", "score"}``, best first.
     """
 
-    def __init__(self, names: list | None, options: Mapping[str, Any]) -> None:
+    def __init__(self, names: list[str] | None, options: Mapping[str, Any]) -> None:
         self.names = names
         self.top_k = int(options.get("top_k") or 1)
         self.output = options.get("output") or "label"
@@ -74,18 +83,3 @@ class Classifier:
             raise ValueError(f"expected class scores of shape [batch, classes], got {list(probs.shape)}")
         if self.names and probs.shape[1] != len(self.names):
             raise ValueError(f"the model gives {probs.shape[1]} class scores but there are {len(self.names)} names")
-
-
-class ClassifierAnswers:
-    """Mixin for classifiers whose ``inference`` returns class probabilities [N, C] and that set
-    ``self.classifier`` at load: predictions and explanations come from it. List it before the handler base.
-    """
-
-    classifier: Classifier
-    inference: Any  # the handler's
-
-    def postprocess(self, outputs: torch.Tensor) -> list[Any]:
-        return self.classifier.predictions(outputs)
-
-    def explain(self, items: list[Any]) -> list[Any]:
-        return self.classifier.explanations(self.inference(items))

@@ -13,17 +13,20 @@ from .torch_model import load_torch_model
 OUTPUTS = ("list", "argmax")
 
 
-class TensorHandler(BaseHandler):
+class TensorHandler(BaseHandler[torch.Tensor, torch.Tensor]):
     """An instance is one sample as a nested list (or ``{"data": nested list}``) of ``options.dtype`` (default
     float32), of ``options.shape`` when given. The samples of all requests with the same shape go through the
     model as one batch; the instances of one request must share a shape. A prediction is the model's output row
     as a list, or its argmax (``options.output: argmax``; the class name when class_names are given).
     """
 
-    def load(self, model_path: Path) -> None:
+    def load(self, model_path: Path | None) -> None:
         model_file = self.config.get("model_file")
         self.model = load_torch_model(
-            model_path, self.model_dir / model_file if model_file else None, self.config.get("model_class"), self.device
+            self.require_model(model_path),
+            self.model_dir / model_file if model_file else None,
+            self.config.get("model_class"),
+            self.device,
         )
         dtype = getattr(torch, str(self.options.get("dtype") or "float32"), None)
         if not isinstance(dtype, torch.dtype):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .base import BadInstance, BaseHandler
+from .base import BadInstance, BaseHandler, Outputs
 
 DEFAULT_MAX_LENGTH = 128
 TEXT_KEYS = ("data", "text")
@@ -33,14 +33,15 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-class TextHandler(BaseHandler):
+class TextHandler(BaseHandler[str, Outputs]):
     """Base of the text tasks: loads the tokenizer, takes text instances, tokenises a batch at once."""
 
     max_length: int
 
-    def load(self, model_path: Path) -> None:
+    def load(self, model_path: Path | None) -> None:
         from transformers import AutoTokenizer
 
+        model_path = self.require_model(model_path)
         self.max_length = int(self.options.get("max_length") or self.default_max_length(model_path))
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
         self.model = self.load_model(model_path).to(self.device).eval()

@@ -7,12 +7,14 @@ from typing import Any
 
 import torch
 
-from .labels import Classifier, ClassifierAnswers, label_names
+from .labels import Classifier, label_names
 from .text import TextHandler
 
 
-class TextClassificationHandler(ClassifierAnswers, TextHandler):
+class TextClassificationHandler(TextHandler[torch.Tensor]):
     """AutoModelForSequenceClassification over batched tokenisation; answers as ``labels.Classifier`` says."""
+
+    classifier: Classifier
 
     def load_model(self, model_path: Path) -> Any:
         from transformers import AutoModelForSequenceClassification
@@ -27,3 +29,9 @@ class TextClassificationHandler(ClassifierAnswers, TextHandler):
         logits = self.model(**self.tokenize(items)).logits
         # Multi-label models score each class on its own; the rest share one distribution.
         return (logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)).float().cpu()
+
+    def postprocess(self, outputs: torch.Tensor) -> list[Any]:
+        return self.classifier.predictions(outputs)
+
+    def explain(self, items: list[str]) -> list[Any]:
+        return self.classifier.explanations(self.inference(items))

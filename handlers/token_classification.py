@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 import torch
 
@@ -22,7 +22,8 @@ class _Tagged:
     words: list[int | None]  # word index of each token; None for special and padding tokens
 
 
-class TokenClassificationHandler(TextHandler):
+# typing.List, not list[...]: a base class is evaluated at import, and the workers may run Python 3.8
+class TokenClassificationHandler(TextHandler[List[_Tagged]]):
     """AutoModelForTokenClassification; tokens grouped into entities ("simple" aggregation).
 
     A prediction is a list of ``{"entity", "score", "word", "start", "end"}``: consecutive tokens with the same

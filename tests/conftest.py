@@ -11,7 +11,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,6 +63,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def strict_umask() -> Iterator[None]:
+    """The process umask 077 for one test (a notebook's or a CI runner's, often): a plain mkdir or open() then makes
+    folders 0700 and files 0600, which the pod's user could not read."""
+    saved = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(saved)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from ._errors import (
     TemplateError,
     ToolkitError,
 )
-from ._spec.parse import KServeSettings, ModelSpec, Resources, ServerSettings, ServingSettings, load_spec
+from ._spec import KServeSettings, ModelSpec, Resources, ServerSettings, ServingSettings, load_spec
 
 # Heavier parts (kserve, boto3, kubernetes, httpx) load on first use, so `import toolkit` stays quick.
 _LAZY = {

@@ -1,7 +1,8 @@
 """The one home of atomic writes: a temp file beside the target, written, flushed, fsynced, given its mode, replaced.
 
 A reader (TorchServe, KServe's wrapper, a pod reading a PVC, a second `mar-build` run) sees the old file or the new
-one, never half of one. The temp file is created with mode 0600 (mkstemp) and given its final mode explicitly with
+one, never half of one. Missing folders are made with an explicit mode too
+(``make_dirs``). The temp file is created with mode 0600 (mkstemp) and given its final mode explicitly with
 fchmod before it is moved into place: never through the process umask, which is shared by every thread (setting it
 to read it, as code once did here, makes files other threads create in that moment world-writable). On any failure
 the temp file is removed and the target is left as it was.
@@ -23,6 +24,24 @@ PUBLIC_DIR = 0o755
 PRIVATE_FILE = 0o600
 
 
+def make_dirs(
+    path: str | os.PathLike[str], *, mode: int = PUBLIC_DIR, stop: str | os.PathLike[str] | None = None
+) -> Path:
+    """Create ``path`` and its missing parents (none above ``stop``), each given ``mode`` explicitly: a plain mkdir
+    follows the umask, and under 077 the pod's user could not list the folder. Existing folders are left as they are.
+    """
+    target = Path(path)
+    missing: list[Path] = []
+    probe = target
+    while not probe.is_dir() and (stop is None or probe != Path(stop)) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        folder.chmod(mode)
+    return target
+
+
 @contextmanager
 def atomic_write(
     path: str | os.PathLike[str], *, mode: int = PUBLIC_FILE, fsync: bool = True, tmp_suffix: str = ".tmp"
@@ -33,7 +52,7 @@ def atomic_write(
     ``path`` is untouched.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=tmp_suffix, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -60,7 +79,7 @@ def write_atomic(
 
 def make_temp_dir(parent: str | os.PathLike[str], name: str, *, mode: int = PUBLIC_DIR) -> Path:
     """A new folder ``.NAME.XXXXXXXX.tmp`` in ``parent`` with ``mode`` (mkdtemp's 0700 would travel with a layout)."""
-    Path(parent).mkdir(parents=True, exist_ok=True)
+    make_dirs(parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent))
     tmp.chmod(mode)
     return tmp

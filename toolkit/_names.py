@@ -33,6 +33,8 @@ _QUANTITY = re.compile(
     r"(?P<number>\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
     r"(?P<suffix>[eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?"
 )
+# An environment variable name every Kubernetes version takes (apimachinery IsEnvVarName, without the relaxed rule).
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 
@@ -131,6 +133,13 @@ def label_value_problem(value: Any) -> str | None:
         return "label values are at most 63 characters"
     if value and not _full(_QUALIFIED_NAME_PART, value):
         return "label values are letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+    return None
+
+
+def env_name_problem(name: Any) -> str | None:
+    """Why ``name`` is not an environment variable name every Kubernetes version takes, or None."""
+    if not _full(_ENV_NAME, name):
+        return "environment variable names are letters, digits, '_', '-' and '.', not starting with a digit"
     return None
 
 

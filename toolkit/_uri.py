@@ -4,7 +4,8 @@
 every scheme KServe's storage-initializer fetches a folder from. All of them parse here, with one rule per part:
 
 - the whole URI: no whitespace or control characters (a trailing newline is an error, not part of a bucket name);
-- ROOT: a PVC claim is a DNS-1123 subdomain, an S3 bucket follows S3's naming rules, a GCS bucket GCS's;
+- ROOT: a PVC claim is a DNS-1123 subdomain, an S3 bucket follows S3's naming rules, a GCS bucket GCS's, an OCI
+  registry is a host[:port] (the whole ``oci://`` reference, repository and tag too, is ``parse_image_ref``'s);
 - PATH: no empty, '.' or '..' segments and no backslash: on a PVC it becomes a path under the mount (and KServe's
   subPath), on S3 the storage-initializer turns keys into local paths. A trailing '/' is dropped.
 """
@@ -20,7 +21,7 @@ from ._errors import ToolkitError
 
 # Schemes KServe's storage-initializer can fetch a folder from (file:// and hf:// cannot hold a layout for the pod).
 KSERVE_SCHEMES = ("pvc", "s3", "gs", "https", "http", "hdfs", "webhdfs", "oci")
-STAGE_SCHEMES = ("pvc", "s3")
+STAGE_SCHEMES = ("pvc", "s3", "oci")
 
 _URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)", re.DOTALL)
 _ROOT_WORD = {"pvc": "claim", "s3": "bucket", "gs": "bucket", "oci": "registry"}
@@ -28,6 +29,14 @@ _WHY_NOT = {
     "file": "file:// is a path inside the pod, where no layout is",
     "hf": "hf:// names a Hugging Face repository, not a layout with config/ and model-store/",
 }
+
+# An image reference (distribution/reference's grammar): registry host[:port], repository path, tag, digest.
+_OCI_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_OCI_REPOSITORY = re.compile(rf"{_OCI_COMPONENT}(?:/{_OCI_COMPONENT})*")
+_OCI_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_OCI_REGISTRY = re.compile(rf"(?:{_OCI_LABEL}(?:\.{_OCI_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]{{1,5}})?")
+_OCI_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_OCI_EXAMPLE = "oci://ghcr.io/team/bert:v1"
 
 ErrorFactory = Callable[..., ToolkitError]
 """Builds the caller's own error from (message, hint=...): StagingError, RenderError, ServeError."""
@@ -107,9 +116,58 @@ def _check_root(uri: str, scheme: str, root: str, error: ErrorFactory) -> None:
         if problem:
             raise error(f"{root!r} is not a valid PersistentVolumeClaim name: {problem}",
                         hint="kubectl get pvc lists the claims of a namespace")
+    elif scheme == "oci" and not _OCI_REGISTRY.fullmatch(root):
+        raise error(f"{root!r} in {uri!r} is not a registry host[:port]", hint=f"for example {_OCI_EXAMPLE}")
     elif scheme in ("s3", "gs"):
         problem = _names.bucket_problem(root, scheme)
         if problem:
             store = "S3" if scheme == "s3" else "Cloud Storage"
             raise error(f"{root!r} in {uri!r} is not a valid {store} bucket name: {problem}",
                         hint="the bucket is the first part after the scheme, e.g. s3://models/bert")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """``REGISTRY/REPOSITORY[:TAG][@DIGEST]`` taken apart."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        return (f"{self.registry}/{self.repository}" + (f":{self.tag}" if self.tag else "")
+                + (f"@{self.digest}" if self.digest else ""))
+
+
+def parse_image_ref(text: str, *, what: str = "the image", error: ErrorFactory = ToolkitError) -> ImageRef:
+    """Parse ``REGISTRY/REPOSITORY[:TAG][@sha256:...]`` (an ``oci://`` or ``docker://`` prefix is dropped), with the
+    rules of the OCI distribution spec (distribution/reference); raise ``error(message, hint=...)``."""
+    rest = re.sub(r"^(?:oci|docker)://", "", text)
+    rest, _, digest = rest.partition("@")
+    registry, _, path = rest.partition("/")
+    if not path or not ("." in registry or ":" in registry or registry == "localhost"):
+        raise error(
+            f"{what} {text!r} does not start with a registry host",
+            hint=f"name the registry, e.g. {_OCI_EXAMPLE}, oci://docker.io/team/bert:v1 or oci://localhost:5000/bert:v1",
+        )
+    if not _OCI_REGISTRY.fullmatch(registry):
+        raise error(f"{registry!r} in {text!r} is not a registry host[:port]",
+                           hint=f"for example {_OCI_EXAMPLE}")
+    repository, _, tag = path.rpartition(":") if ":" in path else (path, "", "")
+    if not _OCI_REPOSITORY.fullmatch(repository):
+        raise error(
+            f"{repository!r} in {text!r} is not a valid repository name",
+            hint="lowercase letters, digits and separators (. _ __ -) between them, folders joined by '/'",
+        )
+    if tag and _names.image_tag_problem(tag):
+        raise error(f"tag {tag!r} in {text!r}: {_names.image_tag_problem(tag)}",
+                           hint="a tag is 1-128 letters, digits, '_', '.' and '-', not starting with '.' or '-'")
+    if digest and not _OCI_DIGEST.fullmatch(digest):
+        raise error(f"{digest!r} in {text!r} is not a sha256 digest",
+                           hint="a digest is sha256: and 64 lowercase hex digits")
+    return ImageRef(registry, repository, tag or None, digest or None)

@@ -23,8 +23,9 @@ from mar_build_handlers.torch_model import load_torch_model
 
 
 class WineHandler(BaseHandler):
-    def load(self, model_path: Path) -> None:
+    def load(self, model_path: Path | None) -> None:
         """model_path is the archive's model/ folder: net.py, weights.pt, preprocessing.json."""
+        model_path = self.require_model(model_path)
         prep = json.loads((model_path / "preprocessing.json").read_text(encoding="utf-8"))
         self.features: list[str] = list(prep["features"])
         self.mean = torch.tensor(prep["mean"], dtype=torch.float32)

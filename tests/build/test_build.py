@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import ast
 import json
 import os
+import shutil
 import struct
 import zipfile
 from pathlib import Path
@@ -18,7 +20,8 @@ def _snapshot(layout: Path) -> dict:
 
 
 def test_hand_workflow_config_golden(tensor_spec, tmp_path: Path, golden) -> None:
-    """DESIGN.md's hand workflow: key bert, 1.0, workers 1-5, batch 1, delay 5000, timeout 120, netty 4, queue 100."""
+    """The hand workflow teams run today (PVC leeway, model-store/bert-model.mar): key bert, version 1.0, workers
+    1-5, batch 1, delay 5000, timeout 120, netty threads 4, job queue 100; mar-build must write it the same."""
     spec = tensor_spec(
         name="bert", version="1.0",
         serving={"min_workers": 1, "max_workers": 5, "batch_size": 1, "max_batch_delay": 5000, "response_timeout": 120},
@@ -267,15 +270,65 @@ def test_sizes_follow_the_task(write_spec, hf_folder: Path, tensor_spec, tmp_pat
     assert spec.default_sizes()[0] == 1000
 
 
-def test_layout_is_readable_by_the_pods_user(tensor_spec, tmp_path: Path) -> None:
-    """KServe's runtime runs as user 1000: nothing may keep mkstemp's 0600 or mkdtemp's 0700."""
+def _modes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix() or ".": oct(p.stat().st_mode & 0o777)
+            for p in [root, *sorted(root.rglob("*"))]}
+
+
+def test_layout_is_readable_by_the_pods_user_whatever_the_umask(tensor_spec, tmp_path: Path, strict_umask) -> None:
+    """KServe's runtime reads the layout as user 1000, rarely the builder: files 0644, folders 0755, set
+    explicitly (nothing may keep mkstemp's 0600 or mkdtemp's 0700, nor follow the umask, as the folders did)."""
     result = build(tensor_spec(), tmp_path / "l")
-    build(tensor_spec("b", name="second"), result.layout)
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [result.layout, *result.layout.rglob("*")]:
-        mode = path.stat().st_mode & 0o777
-        assert mode == (0o755 if path.is_dir() else 0o644) & ~umask, (path, oct(mode))
+    assert _modes(result.layout) == {
+        ".": "0o755", "config": "0o755", "config/config.properties": "0o644",
+        "model-store": "0o755", "model-store/lin.mar": "0o644",
+    }
+    second = build(tensor_spec("b", name="second"), result.layout)  # merged into the layout: the same modes
+    assert second.models == ["lin", "second"]
+    assert _modes(result.layout) == {
+        ".": "0o755", "config": "0o755", "config/config.properties": "0o644",
+        "model-store": "0o755", "model-store/lin.mar": "0o644", "model-store/second.mar": "0o644",
+    }
+
+
+def test_a_layout_without_model_store_gains_one_readable_by_the_pod(tmp_path: Path, tensor_spec, strict_umask) -> None:
+    layout = build(tensor_spec(), tmp_path / "l").layout
+    shutil.rmtree(layout / "model-store")  # a hand-made layout that has only its config so far
+    build(tensor_spec("b", name="second"), layout)
+    assert _modes(layout)["model-store"] == "0o755"
+    assert _modes(layout)["model-store/second.mar"] == "0o644"
+
+
+def _calls_umask(tree: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "umask":
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name == "umask" for a in node.names):
+            return True
+    return False
+
+
+def test_no_module_of_the_toolkit_touches_the_umask() -> None:
+    """The umask is process-wide: setting it even for a moment (to read it) changes the mode of whatever another
+    thread creates then. Modes are set explicitly instead (toolkit/_files.py)."""
+    toolkit = Path(__file__).resolve().parents[2] / "toolkit"
+    sources = sorted(toolkit.rglob("*.py"))
+    assert len(sources) > 20
+    offenders = [p.relative_to(toolkit).as_posix() for p in sources if _calls_umask(ast.parse(p.read_text()))]
+    assert offenders == []
+    assert _calls_umask(ast.parse("import os\nold = os.umask(0)\n"))  # the check itself sees a call
+    assert _calls_umask(ast.parse("from os import umask\n"))
+
+
+def test_build_result_to_dict_holds_what_the_cli_prints(tensor_spec, tmp_path: Path) -> None:
+    result = build(tensor_spec(), tmp_path / "l")
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data == {
+        "layout": str(tmp_path / "l"), "name": "lin", "version": "1.0",
+        "archive": str(tmp_path / "l" / "model-store" / "lin.mar"), "archive_size": result.archive.stat().st_size,
+        "replaced": False, "models": ["lin"], "config": str(tmp_path / "l" / "config" / "config.properties"),
+        "warnings": [],
+    }
 
 
 def test_layout_reads_back(tensor_spec, tmp_path: Path) -> None:

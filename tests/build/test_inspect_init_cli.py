@@ -55,6 +55,20 @@ def test_init_custom_scaffold_compiles_and_builds(tmp_path: Path) -> None:
     assert built.models == ["Custom-Thing"]
 
 
+def test_init_scaffold_matches_the_golden_files(tmp_path: Path, hf_folder: Path, golden) -> None:
+    def masked(text: str) -> str:
+        return text.replace(str(tmp_path.resolve()), "<tmp>").replace(str(tmp_path), "<tmp>")
+
+    text = init("text-classification", tmp_path / "bert", model=hf_folder, name="bert")
+    golden("init/text-classification.mar.yaml", masked(text.spec.read_text(encoding="utf-8")))
+    custom = init("custom", tmp_path / "my-model", name="my-model")
+    assert custom.handler is not None
+    golden("init/custom.handler.py", masked(custom.handler.read_text(encoding="utf-8")))
+    golden("init/custom.mar.yaml", masked(custom.spec.read_text(encoding="utf-8")))
+    assert custom.to_dict() == {"spec": str(custom.spec), "handler": str(custom.handler)}
+    assert text.to_dict()["handler"] is None
+
+
 def test_init_rejects_bad_names(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="not a valid model name"):
         init("tensor", tmp_path / "x", name="has space")
@@ -76,3 +90,36 @@ def test_cli_errors_are_one_clean_message(tmp_path: Path) -> None:
     assert out.exit_code == 1
     assert "error:" in out.output and "did you mean 'tensor'?" in out.output
     assert "Traceback" not in out.output
+
+
+def test_cli_build_refuses_two_specs_with_the_same_model_name_before_writing(tensor_spec, tmp_path: Path) -> None:
+    """The command used to build each spec on its own, so the second silently replaced the first in the layout;
+    build_many refuses the pair before any write, and the command now goes through it."""
+    first, second = tensor_spec("one"), tensor_spec("two")
+    out = CliRunner().invoke(cli, ["build", str(first), str(second), "-o", str(tmp_path / "l")])
+    assert out.exit_code == 1
+    assert "two specs name the model 'lin'" in out.stderr and "hint: give one of them another" in out.stderr
+    assert not (tmp_path / "l").exists()
+
+
+def test_cli_build_of_several_specs_needs_one_layout(tensor_spec, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(cli, ["build", str(tensor_spec("one")), str(tensor_spec("two", name="other"))])
+    assert out.exit_code == 1
+    assert "building several models needs one output layout" in out.stderr
+    assert not (tmp_path / "build").exists()
+
+
+def test_cli_build_two_models_into_one_layout(tensor_spec, tmp_path: Path) -> None:
+    out = CliRunner().invoke(cli, ["build", str(tensor_spec("one")), str(tensor_spec("two", name="other")),
+                                   "-o", str(tmp_path / "l")])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines()[-2].startswith(f"layout {tmp_path / 'l'}: lin, other")
+
+
+def test_cli_init_json(tmp_path: Path) -> None:
+    out = CliRunner().invoke(cli, ["init", "custom", str(tmp_path / "m"), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data == {"spec": str(tmp_path / "m" / "mar.yaml"), "handler": str(tmp_path / "m" / "handler.py")}
+    assert (tmp_path / "m" / "handler.py").is_file()

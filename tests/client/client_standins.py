@@ -18,7 +18,36 @@ from urllib.parse import parse_qs, quote, urlencode
 
 import httpx
 
+from toolkit._client import Client
+
 App = Callable[[httpx.Request], httpx.Response]
+BASE = "http://gateway.test:8080"  # where the MockTransport-backed clients point
+
+
+def make(app: Callable[[httpx.Request], httpx.Response], **options: Any) -> Client:
+    options.setdefault("backoff", 0)
+    return Client(BASE, transport=httpx.MockTransport(app), **options)
+
+
+class Script:
+    """Answers from a list, one per request (the last one repeats); counts the attempts."""
+
+    def __init__(self, *answers: httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    @property
+    def attempts(self) -> int:
+        return len(self.requests)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        if isinstance(answer, Exception):
+            raise type(answer)(str(answer), request=request)  # type: ignore[call-arg]
+        if callable(answer):
+            return answer(request)
+        return answer
 
 
 def score(instance: Any) -> Any:

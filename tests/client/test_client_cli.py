@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,23 @@ def test_a_wrong_model_name_lists_what_the_server_has(server: Any) -> None:
 
 def test_nothing_listening_is_a_clean_error(port: int) -> None:
     result = predict(f"http://127.0.0.1:{port}", "-m", "bert", "--instances", "[1]", "--retries", "1",
-                     "--timeout", "2")
+                     "--request-timeout", "2")
     assert result.exit_code == 1
     assert "cannot connect to" in result.stderr and "after 2 attempts" in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--request-timeout", "--timeout"])
+def test_the_request_timeout_bounds_each_request(flag: str) -> None:
+    """A server that takes the connection and never answers: the request gives up after the timeout (the old
+    --timeout still works). A bare listening socket: the kernel accepts, nothing reads, no server thread left."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        started = time.monotonic()
+        result = predict(url, "-m", "bert", "--instances", "[1]", "--retries", "0", flag, "0.3")
+    assert time.monotonic() - started < 1.4
+    assert result.exit_code == 1
+    assert "error: no answer from" in result.stderr and "within 0.3 s" in result.stderr
+    deprecated = "warning: `cli predict`: --timeout is deprecated, use --request-timeout"
+    assert (deprecated in result.stderr) == (flag == "--timeout")

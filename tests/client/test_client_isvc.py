@@ -185,6 +185,27 @@ def test_bad_names_are_refused_before_any_call() -> None:
         Client.for_inference_service("Bert_Model", NS, gateway="http://gw", api_client=object())
 
 
+@pytest.mark.usefixtures("outside")
+@pytest.mark.parametrize(
+    ("name", "namespace", "message"),
+    [
+        ("torchserve\n", NS, "not a valid InferenceService name"),
+        ("torchserve", NS + "\n", "namespace must be a namespace name"),
+        ("torchserve", "Kubeflow_User", "namespace must be a namespace name"),
+    ],
+)
+@pytest.mark.parametrize("client_class", [Client, AsyncClient])
+def test_names_with_a_trailing_newline_are_refused_before_any_request(
+    serve: Any, name: str, namespace: str, message: str, client_class: type[Client] | type[AsyncClient]
+) -> None:
+    """`re.match("^...$")` lets "torchserve\n" through; it would be read as .../inferenceservices/torchserve%0A."""
+    stand_in = ApiServer(inference_service("torchserve"))
+    api = serve(stand_in)
+    with pytest.raises(PredictError, match=message):
+        client_class.for_inference_service(name, namespace, gateway="http://gw", api_client=api_client_for(api.url))
+    assert stand_in.seen == []
+
+
 def test_a_pod_with_a_kubeconfig_talks_to_the_cluster_status_talks_to(
     serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,8 +2,9 @@
 
 The full local stack (our kserve wrapper in front) with TorchServe 0.9.0 behind it, from its own environment:
 a venv holding torchserve/torch-model-archiver 0.9.0 that borrows torch (and transformers) from the dev venv
-through a .pth file, so it costs seconds, not a second torch install. 0.9.0 imports yaml and pkg_resources
-without declaring them (FACTS.md), hence setuptools<70 in that venv.
+through a .pth file, so it costs seconds, not a second torch install. 0.9.0 imports yaml and pkg_resources but
+declares neither (without them every worker dies at start): yaml comes from the dev venv, pkg_resources from
+setuptools<70 in that venv.
 """
 
 from __future__ import annotations

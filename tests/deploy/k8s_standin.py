@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (TOKEN_LOG quotes log lines whole, as the components print them)
 """A stand-in Kubernetes API server for deploy/status/delete tests: a real HTTP server on 127.0.0.1.
 
 It answers the endpoints the toolkit uses the way the API server does (JSON bodies, Status objects for errors,
@@ -31,6 +32,24 @@ NAMESPACE = "kubeflow-user-example-com"
 POD = "torchserve-predictor-00001-deployment-7c9f8d6b5-x2k4p"  # a predictor pod name as KServe makes them
 USER = f"system:serviceaccount:{NAMESPACE}:default-editor"
 TOKEN = "stand-in-token"  # the bearer token of the test kubeconfig
+
+# Lines TorchServe 0.12.0 printed here when the KServe wrapper's readiness poll (GET /models/NAME?customized=false,
+# no token) met token authorization, and the wrapper's own lines for that poll (TorchserveModel.load).
+TOKEN_LOG = """\
+2026-11-22T20:51:21,644 [INFO ] main org.pytorch.serve.util.TokenAuthorization -
+######
+TorchServe now enforces token authorization by default.
+This requires the correct token to be provided when calling an API.
+Key file located at /home/model-server/key_file.json
+######
+2026-11-22T20:51:22,074 [INFO ] main org.pytorch.serve.wlm.ModelManager - Model bert loaded.
+INFO:root:Wrapper: loading configuration from /mnt/models/config/config.properties
+INFO:root:Wrapper : Model names ['bert'], inference address http://0.0.0.0:8085, management address http://0.0.0.0:8081, grpc_inference_address, 0.0.0.0:7070, model store /mnt/models/model-store
+INFO:root:Loading bert .. 1 of 10 tries..
+2026-11-22T20:51:57,087 [INFO ] epollEventLoopGroup-3-1 ACCESS_LOG - /127.0.0.1:33566 "GET /models/bert?customized=false HTTP/1.1" 400 34
+INFO:root:0
+INFO:root:Failed loading model bert
+"""
 
 
 # -- building blocks for scripts -----------------------------------------------------------------------------------

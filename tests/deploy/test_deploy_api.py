@@ -1,6 +1,5 @@
 """deploy/status/delete against the stand-in API server: what is sent, how waiting ends, what the diagnosis says."""
 
-# ruff: noqa: E501  (log lines are quoted whole, as the components print them)
 from __future__ import annotations
 
 import subprocess
@@ -14,6 +13,7 @@ import yaml
 from k8s_standin import (
     NAMESPACE,
     POD,
+    TOKEN_LOG,
     Frame,
     StandInApiServer,
     cond,
@@ -28,30 +28,11 @@ from k8s_standin import (
     waiting,
 )
 
-from toolkit import DeployError, SpecError
-from toolkit._deploy.apply import DeployEvent, delete, deploy, status
+from toolkit import DeployError
+from toolkit._deploy import DeployEvent, deploy, status
 from toolkit._kube import NO_KSERVE, connect
 
 FAST = {"poll_interval": 0.01}
-
-# Lines TorchServe 0.12.0 printed here when the KServe wrapper's readiness poll (GET /models/NAME?customized=false,
-# no token) met token authorization, and the wrapper's own lines for that poll (TorchserveModel.load).
-TOKEN_LOG = """\
-2026-11-22T20:51:21,644 [INFO ] main org.pytorch.serve.util.TokenAuthorization -
-######
-TorchServe now enforces token authorization by default.
-This requires the correct token to be provided when calling an API.
-Key file located at /home/model-server/key_file.json
-######
-2026-11-22T20:51:22,074 [INFO ] main org.pytorch.serve.wlm.ModelManager - Model bert loaded.
-INFO:root:Wrapper: loading configuration from /mnt/models/config/config.properties
-INFO:root:Wrapper : Model names ['bert'], inference address http://0.0.0.0:8085, management address http://0.0.0.0:8081, grpc_inference_address, 0.0.0.0:7070, model store /mnt/models/model-store
-INFO:root:Loading bert .. 1 of 10 tries..
-2026-11-22T20:51:57,087 [INFO ] epollEventLoopGroup-3-1 ACCESS_LOG - /127.0.0.1:33566 "GET /models/bert?customized=false HTTP/1.1" 400 34
-INFO:root:0
-INFO:root:Failed loading model bert
-"""
-
 
 def _frames_to_ready(name: str = "torchserve") -> list[Frame]:
     init_running = pod(
@@ -536,116 +517,3 @@ def test_kubeconfig_problems_are_named(tmp_path: Path, kubeconfig: Path, monkeyp
     assert connect(kubeconfig=kubeconfig, context="other").default_namespace == "default"
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     assert connect().context == "stand-in"
-
-
-# -- manifests that cannot be deployed: refused before anything is sent --------------------------------------------
-@pytest.mark.parametrize(
-    ("docs", "namespace", "message"),
-    [
-        ([{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}], None, "deploy applies"),
-        ([isvc_manifest("a"), isvc_manifest("b")], None, "exactly one InferenceService among the manifests, found 2"),
-        ([s3_companions()[0]], None, "found 0"),
-        ([isvc_manifest()], "other-ns", "but namespace other-ns was asked for"),
-        (
-            [isvc_manifest() | {"apiVersion": "serving.kserve.io/v1alpha1"}],
-            None,
-            "apiVersion 'serving.kserve.io/v1alpha1'",
-        ),
-        ([{"apiVersion": "v1", "kind": "Secret", "metadata": {}}, isvc_manifest()], None, "metadata.name is missing"),
-    ],
-)
-def test_bad_manifests_are_refused_before_any_request(
-    standin: StandInApiServer, api_client: Any, docs: list[dict[str, Any]], namespace: str | None, message: str
-):
-    with pytest.raises(DeployError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        deploy(docs, namespace=namespace, api_client=api_client, **FAST)
-    assert standin.requests == []
-
-
-def test_invalid_isvc_name_is_a_spec_error(standin: StandInApiServer, api_client: Any):
-    with pytest.raises(SpecError, match="not a valid InferenceService name"):
-        deploy(isvc_manifest("Torch_Serve"), api_client=api_client)
-    assert standin.requests == []
-
-
-def test_manifest_file_from_kubectl_get_is_cleaned_before_apply(
-    standin: StandInApiServer, api_client: Any, tmp_path: Path
-):
-    got = isvc_manifest()
-    got["metadata"].update(resourceVersion="42", uid="abc", managedFields=[{"manager": "kubectl"}], generation=3)
-    got["status"] = {"url": "http://old"}
-    manifest = _write(tmp_path / "list.yaml", [{"apiVersion": "v1", "kind": "List", "items": [got]}])
-    deploy(manifest, api_client=api_client, wait=False)
-    sent = _applies(standin)[0].json()
-    assert sent == isvc_manifest()
-
-
-def test_manifest_namespace_defaults_to_the_clusters(standin: StandInApiServer, api_client: Any):
-    doc = isvc_manifest()
-    del doc["metadata"]["namespace"]
-    result = deploy(doc, api_client=api_client, wait=False)
-    assert result.namespace == "default"
-    assert _applies(standin)[0].path.startswith("/apis/serving.kserve.io/v1beta1/namespaces/default/")
-    assert _applies(standin)[0].json()["metadata"]["namespace"] == "default"
-
-
-# -- (7) status and delete -----------------------------------------------------------------------------------------
-def test_status_of_a_ready_isvc(standin: StandInApiServer, api_client: Any):
-    obj = isvc_manifest()
-    obj["metadata"]["generation"] = 1
-    obj["status"] = ready_status("torchserve") | {"observedGeneration": 1}
-    standin.put_isvc("torchserve", obj)
-    st = status("torchserve", NAMESPACE, api_client=api_client)
-    assert st.ready and st.diagnosis is None
-    assert st.url == f"http://torchserve.{NAMESPACE}.example.com"
-    (predictor,) = st.components
-    assert predictor.latest_ready_revision == "torchserve-predictor-00001"
-    assert [(t.revision, t.percent, t.latest) for t in predictor.traffic] == [("torchserve-predictor-00001", 100, True)]
-    assert st.model_status == "Loaded (UpToDate)"
-    assert st.to_dict()["components"][0]["traffic"][0]["percent"] == 100
-
-
-def test_status_of_a_not_ready_isvc_carries_the_diagnosis(standin: StandInApiServer, api_client: Any):
-    obj = isvc_manifest()
-    obj["metadata"]["generation"] = 1
-    standin.put_isvc("torchserve", obj)
-    standin.script_starts_on_apply = False
-    unready = pod(POD, "torchserve", phase="Running", containers=[running("kserve-container", ready=False)])
-    standin.frames = [
-        Frame(
-            status={"conditions": [cond("Ready", "False")]},
-            pods=[unready],
-            logs={(POD, "kserve-container", False): TOKEN_LOG},
-        )
-    ]
-    st = status("torchserve", NAMESPACE, api_client=api_client)
-    assert not st.ready and st.diagnosis is not None
-    assert [h.key for h in st.diagnosis.hints] == ["token-auth"]
-    assert "hints:" in st.diagnosis.lines()
-    assert st.to_dict()["diagnosis"]["hints"][0]["key"] == "token-auth"
-
-
-def test_status_of_a_missing_isvc_lists_the_existing_ones(standin: StandInApiServer, api_client: Any):
-    standin.put_isvc("bert", isvc_manifest("bert"))
-    with pytest.raises(DeployError) as info:
-        status("torchserve", NAMESPACE, api_client=api_client)
-    assert info.value.message.startswith(f"InferenceService {NAMESPACE}/torchserve not found")
-    assert info.value.hint == f"InferenceServices in {NAMESPACE}: bert"
-
-
-def test_delete(standin: StandInApiServer, api_client: Any):
-    standin.put_isvc("torchserve", isvc_manifest())
-    assert delete("torchserve", NAMESPACE, api_client=api_client) is True
-    assert standin.isvc("torchserve") is None
-    (sent,) = standin.calls("DELETE", "inferenceservices/torchserve$")
-    assert sent.query.get("propagationPolicy") == ["Background"]
-    with pytest.raises(DeployError, match="not found"):
-        delete("torchserve", NAMESPACE, api_client=api_client)
-    assert delete("torchserve", NAMESPACE, api_client=api_client, missing_ok=True) is False
-
-
-def test_delete_wait_returns_once_it_is_gone(standin: StandInApiServer, api_client: Any):
-    standin.put_isvc("torchserve", isvc_manifest())
-    standin.delete_after_gets = 3
-    assert delete("torchserve", NAMESPACE, api_client=api_client, wait=True, poll_interval=0.01)
-    assert len(standin.calls("GET", "inferenceservices/torchserve$")) == 4  # three still there, then 404

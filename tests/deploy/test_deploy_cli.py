@@ -94,7 +94,8 @@ def test_deploy_json_without_wait(standin: StandInApiServer, kubeconfig: Path, t
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out == {
+    # DeployResult.to_dict() adds conditions and elapsed to these.
+    assert {k: out[k] for k in ("name", "namespace", "ready", "url", "address", "applied")} == {
         "name": "torchserve",
         "namespace": NAMESPACE,
         "ready": False,
@@ -163,7 +164,7 @@ def test_namespace_and_context_options(standin: StandInApiServer, kubeconfig: Pa
 def test_deploy_usage_errors(kubeconfig: Path, tmp_path: Path):
     manifest = _manifest(tmp_path, [isvc_manifest()])
     result = run("deploy", str(manifest), "--name", "x", "--kubeconfig", str(kubeconfig))
-    assert result.exit_code == 2 and "--name and --storage-uri apply to a LAYOUT" in result.stderr
+    assert result.exit_code == 2 and "--name, --storage-uri and --predictor-timeout apply to a LAYOUT" in result.stderr
     result = run("deploy", str(tmp_path), str(manifest), "--kubeconfig", str(kubeconfig))
     assert result.exit_code == 2 and "either one LAYOUT folder or manifest files" in result.stderr
     result = run("deploy", str(manifest), "--kubeconfig", str(tmp_path / "missing"))
@@ -239,3 +240,65 @@ def test_delete(standin: StandInApiServer, kubeconfig: Path, wait: bool):
 def test_invalid_isvc_name_on_the_command_line(kubeconfig: Path):
     result = run("status", "Torch_Serve", "--kubeconfig", str(kubeconfig))
     assert result.exit_code == 1 and "not a valid InferenceService name" in result.stderr
+
+
+def _never_ready(standin: StandInApiServer) -> None:
+    loading = pod(POD, "torchserve", containers=[running("kserve-container", ready=False)])
+    standin.frames = [Frame(status={"conditions": [cond("Ready", "False")]}, pods=[loading])]
+
+
+@pytest.mark.parametrize("flag", ["--wait-timeout", "--timeout"])
+def test_deploy_waits_at_most_the_wait_timeout(
+    standin: StandInApiServer, kubeconfig: Path, tmp_path: Path, flag: str
+):
+    _never_ready(standin)
+    result = run("deploy", str(_manifest(tmp_path, [isvc_manifest()])), "--kubeconfig", str(kubeconfig),
+                 "--poll-interval", "0.01", flag, "0.2")
+    assert result.exit_code == 1
+    assert f"error: InferenceService {NAMESPACE}/torchserve is not ready after 0.2 s" in result.stderr
+    deprecated = "warning: `cli deploy`: --timeout is deprecated, use --wait-timeout"
+    assert (deprecated in result.stderr) == (flag == "--timeout")
+
+
+@pytest.mark.parametrize("flag", ["--wait-timeout", "--timeout"])
+def test_delete_waits_at_most_the_wait_timeout(standin: StandInApiServer, kubeconfig: Path, flag: str):
+    standin.put_isvc("torchserve", isvc_manifest())
+    standin.delete_after_gets = 10**6  # it never goes away
+    result = run("delete", "torchserve", "--kubeconfig", str(kubeconfig), "--wait", "--poll-interval", "0.01",
+                 flag, "0.2")
+    assert result.exit_code == 1
+    assert f"error: InferenceService {NAMESPACE}/torchserve is still there 0.2 s after it was deleted" in result.stderr
+    deprecated = "warning: `cli delete`: --timeout is deprecated, use --wait-timeout"
+    assert (deprecated in result.stderr) == (flag == "--timeout")
+
+
+def test_delete_json(standin: StandInApiServer, kubeconfig: Path):
+    standin.put_isvc("torchserve", isvc_manifest())
+    result = run("delete", "torchserve", "--kubeconfig", str(kubeconfig), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"name": "torchserve", "namespace": None, "deleted": True}
+    result = run("delete", "torchserve", "--kubeconfig", str(kubeconfig), "--json", "--ignore-not-found")
+    assert json.loads(result.stdout)["deleted"] is False
+
+
+def test_status_json_when_not_ready_still_exits_1(standin: StandInApiServer, kubeconfig: Path):
+    obj = isvc_manifest()
+    obj["metadata"]["generation"] = 1
+    standin.put_isvc("torchserve", obj)
+    standin.script_starts_on_apply = False
+    _never_ready(standin)
+    result = run("status", "torchserve", "--kubeconfig", str(kubeconfig), "--json")
+    assert result.exit_code == 1
+    out = json.loads(result.stdout)
+    assert out["ready"] is False and out["diagnosis"] is not None
+
+
+def test_deploy_a_layout_with_a_predictor_timeout(standin: StandInApiServer, kubeconfig: Path, tmp_path: Path):
+    from test_deploy_layout import make_layout  # the deploy tests' hand-made layout
+
+    layout = make_layout(tmp_path / "layout")
+    result = run("deploy", str(layout), "--name", "torchserve", "--storage-uri", "pvc://leeway/bert",
+                 "--predictor-timeout", "45", "--kubeconfig", str(kubeconfig), "--no-wait")
+    assert result.exit_code == 0, result.output
+    [patch] = [r for r in standin.requests if r.method == "PATCH" and "inferenceservices" in r.path]
+    assert yaml.safe_load(patch.body)["spec"]["predictor"]["timeout"] == 45

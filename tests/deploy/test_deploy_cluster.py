@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from toolkit._deploy.apply import DeployEvent, delete, deploy, status
+from toolkit._deploy import DeployEvent, delete, deploy, status
 
 NAME = "mar-build-smoke"
 STORAGE_URI = os.environ.get(

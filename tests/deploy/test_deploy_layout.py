@@ -12,13 +12,14 @@ from click.testing import CliRunner
 from k8s_standin import NAMESPACE, Frame, StandInApiServer, ready_status
 
 from toolkit._cli import cli
-from toolkit._deploy.apply import deploy
-
-render_module = pytest.importorskip("toolkit._render.renderer", reason="render is not in this tree yet")
+from toolkit._deploy import deploy
+from toolkit._errors import RenderError
+from toolkit._render import render
 
 
 def make_layout(root: Path) -> Path:
-    """A hand-made layout serving model 'bert' (the DESIGN.md workflow's model_snapshot)."""
+    """A hand-made layout serving model 'bert' as the hand workflow's PVC does: model_snapshot key bert, version 1.0,
+    minWorkers 1, maxWorkers 5, batchSize 1, maxBatchDelay 5000, responseTimeout 120, inference on port 8085."""
     (root / "config").mkdir(parents=True)
     (root / "model-store").mkdir()
     snapshot = {
@@ -67,7 +68,7 @@ def test_deploy_layout_applies_what_render_renders(standin: StandInApiServer, ap
         poll_interval=0.01,
     )
     assert result.ready and result.url == f"http://torchserve.{NAMESPACE}.example.com"
-    expected = render_module.render(layout, name="torchserve", storage_uri="pvc://leeway/bert", namespace=NAMESPACE)
+    expected = render(layout, name="torchserve", storage_uri="pvc://leeway/bert", namespace=NAMESPACE)
     assert [_sent_isvc(standin)] == expected.all_documents()
 
 
@@ -89,7 +90,7 @@ def test_deploy_layout_passes_render_options(standin: StandInApiServer, api_clie
 
 def test_render_errors_surface_unchanged(standin: StandInApiServer, api_client: Any, tmp_path: Path):
     layout = make_layout(tmp_path / "layout")
-    with pytest.raises(render_module.RenderError):
+    with pytest.raises(RenderError):
         deploy(layout, name="torchserve", storage_uri="ftp://nowhere/x", api_client=api_client, wait=False)
     assert standin.requests == []
 
@@ -113,5 +114,5 @@ def test_cli_deploy_layout(standin: StandInApiServer, kubeconfig: Path, tmp_path
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == f"applied; follow it with: mar-build status torchserve -n {NAMESPACE}\n"
-    expected = render_module.render(layout, name="torchserve", storage_uri="pvc://leeway/bert", namespace=NAMESPACE)
+    expected = render(layout, name="torchserve", storage_uri="pvc://leeway/bert", namespace=NAMESPACE)
     assert [_sent_isvc(standin)] == expected.all_documents()

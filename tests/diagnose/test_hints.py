@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from toolkit._diagnose.cluster import ContainerReport, PodReport, find_hints, pod_report
+from toolkit._diagnose import RULES, ContainerReport, Facts, PodReport, condense, find_hints, pod_report, rules
 
 WORKER_DIED_LOG = """\
 2026-11-22T20:52:36,773 [INFO ] W-9000-bert_1.0-stdout MODEL_LOG - Backend worker process died.
@@ -27,6 +27,15 @@ INFO:root:Loading model .. 1 of 10 tries..
 2026-11-22T20:51:57,510 [INFO ] epollEventLoopGroup-3-2 ACCESS_LOG - /127.0.0.1:33582 "GET /models/model?customized=false HTTP/1.1" 404 2
 INFO:root:0
 INFO:root:Failed loading model model
+"""
+
+
+# What TorchServe 0.12.0's frontend logs when an archive of model_snapshot is not in the model store: the texts of
+# org.pytorch.serve.archive.model.ModelArchive ("Model not found at: ") and org.pytorch.serve.ModelServer ("Failed to
+# load model: "), read in the model-server.jar installed here.
+MAR_MISSING_LOG = """\
+2026-11-22T20:53:01,114 [WARN ] main org.pytorch.serve.ModelServer - Failed to load model: bert.mar
+org.pytorch.serve.archive.model.ModelNotFoundException: Model not found at: bert.mar
 """
 
 
@@ -202,8 +211,6 @@ def test_pod_report_of_a_pod_not_yet_scheduled_lists_its_containers():
 
 
 def test_condense_folds_traceback_frames_and_keeps_the_messages(storage_initializer_logs: dict[str, str]):
-    from toolkit._diagnose.cluster import condense
-
     lines = storage_initializer_logs["no-credentials"].splitlines()
     short = condense(lines)
     assert not any(line.lstrip().startswith('File "') for line in short)
@@ -218,3 +225,138 @@ def test_hint_quotes_the_message_without_the_log_prefix(storage_initializer_logs
     assert "(S3 error for s3://no-such-bucket/bert: An error occurred (404) when calling the HeadBucket operation" in (
         hint.problem
     )
+
+
+# -- one rule, one case: every rule of the table alone, on a real text ------------------------------------------------
+def _torchserve_without_a_layout(tmp_path) -> str:
+    """The real TorchServe launcher's words when /mnt/models holds no layout (storageUri at the wrong level)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "HOME": str(tmp_path)}
+    launched = subprocess.run(
+        [str(Path(sys.executable).parent / "torchserve"), "--start", "--ncs", "--model-store=/mnt/models/model-store",
+         "--ts-config=/mnt/models/config/config.properties"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert launched.returncode != 0
+    return launched.stdout + launched.stderr
+
+
+def _serve_log(text: str) -> Facts:
+    return Facts(logs={"kserve-container": text})
+
+
+def _init_log(text: str) -> Facts:
+    return Facts(logs={"storage-initializer": text}, storage_uri="s3://models/bert")
+
+
+WRAPPER_KEY_LOG = "Traceback (most recent call last):\nKeyError: 'model_snapshot'\n"
+TOKEN_LOG = (
+    "2026-11-22T20:51:57,510 [INFO ] epollEventLoopGroup-3-2 ACCESS_LOG - /127.0.0.1:33582 "
+    '"GET /models/bert?customized=false HTTP/1.1" 400 2\n'
+)
+NAME_LOG = "INFO:root:Wrapper : Model names ['bert'], inference address http://0.0.0.0:8085\nModel not found: bertt\n"
+
+CASES = {
+    rules.s3_credentials: lambda logs, tmp: _init_log(logs["no-credentials"]),
+    rules.s3_bucket: lambda logs, tmp: _init_log(logs["no-bucket"]),
+    rules.s3_empty: lambda logs, tmp: _init_log(logs["empty-prefix"]),
+    rules.s3_endpoint: lambda logs, tmp: _init_log(
+        f"botocore.exceptions.EndpointConnectionError: {EndpointConnectionError(endpoint_url='http://minio:9000/m')}"
+    ),
+    rules.storage_uri_level: lambda logs, tmp: _serve_log(_torchserve_without_a_layout(tmp)),
+    rules.config_key: lambda logs, tmp: _serve_log(WRAPPER_KEY_LOG),
+    rules.mar_missing: lambda logs, tmp: _serve_log(MAR_MISSING_LOG),
+    rules.token_auth: lambda logs, tmp: _serve_log(TOKEN_LOG),
+    rules.model_name: lambda logs, tmp: _serve_log(NAME_LOG),
+    rules.wrapper_model_name: lambda logs, tmp: _serve_log(WRAPPER_UNKNOWN_MODEL_LOG),
+    rules.missing_module: lambda logs, tmp: _serve_log(WORKER_DIED_LOG),
+    rules.worker_died: lambda logs, tmp: _serve_log(
+        "\n".join(line for line in WORKER_DIED_LOG.splitlines() if "No module" not in line)
+    ),
+    rules.oom: lambda logs, tmp: Facts(containers=(_container(state="terminated", reason="OOMKilled"),)),
+    rules.image: lambda logs, tmp: Facts(
+        containers=(_container(state="waiting", reason="ImagePullBackOff", image="pytorch/torchserve-kfs:0.12.0"),)
+    ),
+    rules.unschedulable: lambda logs, tmp: Facts(
+        pods=(PodReport("p", "Pending", (), unschedulable="0/2 nodes are available: 2 Insufficient cpu."),)
+    ),
+    rules.pvc_missing: lambda logs, tmp: Facts(
+        events=('Warning FailedMount pod/p: persistentvolumeclaim "leeway" not found',)
+    ),
+    rules.pvc_attached: lambda logs, tmp: Facts(
+        events=('Warning FailedAttachVolume pod/p: Multi-Attach error for volume "pvc-123"',)
+    ),
+    rules.runtime: lambda logs, tmp: Facts(model_failure="RuntimeNotRecognized Waiting for runtime to become available"),
+}
+RULE_KEYS = {
+    rules.s3_credentials: "s3-credentials", rules.s3_bucket: "s3-bucket", rules.s3_empty: "s3-empty",
+    rules.s3_endpoint: "s3-endpoint", rules.storage_uri_level: "storage-uri-level", rules.config_key: "config-key",
+    rules.mar_missing: "mar-missing", rules.token_auth: "token-auth", rules.model_name: "model-name",
+    rules.wrapper_model_name: "wrapper-model-name", rules.missing_module: "missing-module",
+    rules.worker_died: "worker-died", rules.oom: "oom", rules.image: "image", rules.unschedulable: "unschedulable",
+    rules.pvc_missing: "pvc-missing", rules.pvc_attached: "pvc-attached", rules.runtime: "runtime",
+}
+
+
+def test_every_rule_of_the_table_has_its_case():
+    assert set(CASES) == set(RULES) == set(RULE_KEYS)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.__name__)
+def test_each_rule_alone(rule, storage_initializer_logs: dict[str, str], tmp_path):
+    facts = CASES[rule](storage_initializer_logs, tmp_path)
+    hint = rule(facts)
+    assert hint is not None and hint.key == RULE_KEYS[rule]
+    assert hint.problem and hint.fix
+    assert rule(Facts()) is None  # nothing to read, nothing to say
+    # Through the table the rule's hint comes out first; more specific rules may add theirs after.
+    assert find_hints(logs=facts.logs, containers=facts.containers, pods=facts.pods, events=facts.events,
+                      storage_uri=facts.storage_uri, model_failure=facts.model_failure)[0] == hint
+
+
+def test_the_wrong_storage_uri_level_quotes_torchserves_line(tmp_path):
+    hint = rules.storage_uri_level(_serve_log(_torchserve_without_a_layout(tmp_path)))
+    assert hint is not None
+    assert "--ts-config file not found: /mnt/models/config/config.properties" in hint.problem
+    assert "model-store/" in hint.fix
+
+
+def test_an_archive_missing_from_the_model_store():
+    (hint,) = find_hints(logs={"kserve-container": MAR_MISSING_LOG})
+    assert hint.key == "mar-missing" and "Failed to load model: bert.mar" in hint.problem
+
+
+def test_hints_serialise():
+    (hint,) = find_hints(logs={"kserve-container": WRAPPER_KEY_LOG})
+    assert hint.to_dict() == {"key": "config-key", "problem": hint.problem, "fix": hint.fix, "fatal": True}
+
+
+def test_a_diagnosis_serialises_with_its_pods_logs_and_hints():
+    import json
+
+    from toolkit._diagnose import Condition, Diagnosis, LogTail
+
+    pod = pod_report({
+        "metadata": {"name": "p", "creationTimestamp": "2026-11-22T20:50:00Z"},
+        "spec": {"containers": [{"name": "kserve-container", "resources": {"limits": {"memory": "2Gi"}}}]},
+        "status": {"phase": "Running", "containerStatuses": [{
+            "name": "kserve-container", "restartCount": 2, "ready": False,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+        }]},
+    })
+    diag = Diagnosis(
+        name="bert", namespace="ns", conditions=[Condition("Ready", "False", "RevisionMissing")], pods=[pod],
+        logs=[LogTail("p", "kserve-container", True, ("a line",))], events=["Warning BackOff pod/p: restarting"],
+        hints=find_hints(containers=pod.containers),
+    )
+    data = diag.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["conditions"] == [{"type": "Ready", "status": "False", "reason": "RevisionMissing", "message": ""}]
+    (container,) = data["pods"][0]["containers"]
+    assert container["last_reason"] == "OOMKilled" and container["memory_limit"] == "2Gi" and container["restarts"] == 2
+    assert data["logs"] == [{"pod": "p", "container": "kserve-container", "previous": True, "lines": ["a line"]}]
+    assert [h["key"] for h in data["hints"]] == ["oom"]

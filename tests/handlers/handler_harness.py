@@ -210,6 +210,25 @@ def assemble(
     return root
 
 
+UNDER_TEST = "handlers_under_test"
+
+
+def handler_module(name: str) -> ModuleType:
+    """handlers/NAME.py from the source tree, imported in a package of its own name (``handlers_under_test``):
+    for tests that call a handler module's functions and classes directly, with a stand-in context. ``load``
+    imports and drops the archive's ``mar_build_handlers`` per archive; this package stays.
+    """
+    if UNDER_TEST not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            UNDER_TEST, HANDLERS / "__init__.py", submodule_search_locations=[str(HANDLERS)]
+        )
+        assert spec is not None and spec.loader is not None
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[UNDER_TEST] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"{UNDER_TEST}.{name}")
+
+
 def model_source(path: Path, text: str) -> ModuleType:
     """Write a model's .py file (a user's model_file) and import it here too, to build its reference weights."""
     path.write_text(text, encoding="utf-8")

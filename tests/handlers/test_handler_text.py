@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from handler_harness import raw, v1
+from handler_harness import handler_module, raw, v1
 
 TOKEN_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 TEXTS = [
@@ -96,6 +96,16 @@ def test_labels_come_from_class_names_then_the_models_own_names(archive, tiny_be
     assert given == [["N", "P"][i] for i in expected]
     with pytest.raises(ValueError, match="class_names has 3 names but the model has 2 classes"):
         archive("text-classification", folder, class_names=["a", "b", "c"])
+
+
+def test_label_names_are_class_names_then_the_models_own_never_generic_or_incomplete_ones():
+    label_names = handler_module("labels").label_names
+    assert label_names(["a", "b"], {0: "x", 1: "y"}, 2) == ["a", "b"]
+    assert label_names(None, {0: "x", 1: "y"}, 2) == ["x", "y"]
+    assert label_names(None, {"0": "x", "1": "y"}, 2) == ["x", "y"]  # a config.json read as plain JSON
+    assert label_names(None, {0: "LABEL_0", 1: "LABEL_1"}, 2) is None  # transformers' placeholders: bare ids
+    assert label_names(None, {0: "x", 2: "y"}, 2) is None  # no name for class 1
+    assert label_names(None, None, None) is None
 
 
 def test_top_k_answers_the_best_labels_with_scores(archive, tiny_bert):

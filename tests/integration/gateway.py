@@ -1,9 +1,10 @@
 """A loopback stand-in for Kubeflow's ingress: Istio's gateway routing by Host, behind an oidc-authservice check.
 
-What a client meets outside the cluster (FACTS.md, "Kubeflow access"): every request without the session cookie
-is redirected (302) to the Dex login page, ``/dex/auth?...`` (an expired session looks the same); a request with
-it is routed by its Host header, ``NAME.NAMESPACE.example.com``, to that InferenceService's predictor, and an
-unknown host gets Istio's 404. The cookie is not passed on, as authservice does not.
+What a client meets outside a Kubeflow <= 1.8 cluster (Istio's ingress gateway behind Dex and oidc-authservice,
+whose session cookie is ``authservice_session``): every request without the session cookie is redirected (302)
+to the Dex login page, ``/dex/auth?...`` (an expired session looks the same, not a 401); a request with it is
+routed by its Host header, ``NAME.NAMESPACE.example.com``, to that InferenceService's predictor, and an unknown
+host gets Istio's 404. The cookie is not passed on, as authservice does not.
 """
 
 from __future__ import annotations

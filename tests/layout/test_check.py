@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -81,7 +82,8 @@ def test_unreferenced_and_unreadable_archives(layout: Path) -> None:
 
 
 def test_the_design_hand_workflow_layout(tmp_path: Path) -> None:
-    """The hand-written PVC layout from DESIGN.md (as KServe's samples write it) is read, not rejected."""
+    """The hand-written PVC layout teams use today (PVC leeway, key bert, model-store/bert-model.mar, as KServe's
+    samples write it) is read, not rejected: its real problems are named."""
     layout = tmp_path / "leeway"
     (layout / "config").mkdir(parents=True)
     (layout / "model-store").mkdir()
@@ -126,3 +128,31 @@ def test_cli_lists_every_problem_and_exits_1(layout: Path) -> None:
     assert bad.output.count("fix:") >= 2 and "2 error(s)" in bad.output
     gone = runner.invoke(cli, ["check", str(layout / "model-store")])
     assert gone.exit_code == 1 and "point at the layout folder itself" in gone.output
+
+
+def test_the_report_as_a_dict_holds_what_check_json_prints(layout: Path) -> None:
+    _edit(layout, r"^disable_token_authorization=.*\n", "")
+    _edit(layout, r"^metrics_mode=.*\n", "")
+    report = check(layout)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["path"] == str(layout) and data["ok"] is False and data["models"] == ["lin"]
+    assert (data["errors"], data["warnings"]) == (1, 1)
+    assert data["problems"] == [{"level": p.level, "message": p.message, "fix": p.hint} for p in report.problems]
+    assert [p["level"] for p in data["problems"]] == ["warning", "error"]
+    assert "metrics_mode" in data["problems"][0]["message"] and data["problems"][1]["fix"].startswith("add ")
+    cli_json = json.loads(CliRunner().invoke(cli, ["check", "--json", str(layout)]).output)
+    assert {k: data[k] for k in cli_json} == cli_json  # every key the CLI prints today, with the same value
+
+
+def test_cli_check_json_and_its_exit_status(layout: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["check", str(layout), "--json"])
+    assert ok.exit_code == 0
+    assert json.loads(ok.stdout)["ok"] is True and json.loads(ok.stdout)["models"] == ["lin"]
+    _edit(layout, r"^disable_token_authorization=.*\n", "")
+    bad = runner.invoke(cli, ["check", str(layout), "--json"])
+    assert bad.exit_code == 1  # machines get the same verdict as people
+    report = json.loads(bad.stdout)
+    assert report["ok"] is False
+    [problem] = [p for p in report["problems"] if "token authorization" in p["message"]]
+    assert problem["level"] == "error" and problem["fix"]

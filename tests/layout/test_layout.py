@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from toolkit import ArchiveError, LayoutError
-from toolkit._layout import parse_properties, read_archive, read_layout
+from toolkit._build import build
+from toolkit._layout import inspect, parse_properties, read_archive, read_layout
 
 
 @pytest.mark.parametrize(
@@ -56,3 +58,34 @@ def test_read_archive_errors(tmp_path: Path) -> None:
         read_archive(plain)
     with pytest.raises(ArchiveError, match="does not exist"):
         read_archive(tmp_path / "none.mar")
+
+
+def test_inspection_and_its_models_as_dicts(tensor_spec, tmp_path: Path) -> None:
+    built = build(tensor_spec(labels={"team": "ml"}, class_names=["a", "b"]), tmp_path / "layout")
+    found = inspect(built.layout)
+    data = json.loads(json.dumps(found.to_dict()))
+    assert data["path"] == str(built.layout) and data["kind"] == "layout"
+    assert data["properties"] == found.properties and data["properties"]["model_store"] == "/mnt/models/model-store"
+    [model] = data["models"]
+    assert model == found.models[0].to_dict()
+    assert model["name"] == "lin" and model["archive"] == str(built.archive) and model["size"] == built.archive_size
+    assert model["labels"] == {"team": "ml"} and model["class_names"] == ["a", "b"] and model["task"] == "tensor"
+    assert model["settings"]["marName"] == "lin.mar" and model["built_with"]["python"]
+    assert model["largest"] == [{"file": n, "bytes": b} for n, b in found.models[0].largest] != []
+    assert set(model) >= {"version", "handler", "archive_model_name", "metadata", "content_size", "files"}
+    archive = json.loads(json.dumps(inspect(built.archive).to_dict()))
+    assert archive["kind"] == "archive" and archive["properties"] is None and archive["models"][0]["settings"] is None
+
+
+def test_layout_and_archive_as_dicts(tensor_spec, torchscript_model: Path, tmp_path: Path) -> None:
+    built = build(tensor_spec(), tmp_path / "layout")
+    layout = json.loads(json.dumps(read_layout(built.layout).to_dict()))
+    assert layout["path"] == str(built.layout) and layout["archives"] == [str(built.archive)]
+    assert layout["entries"] == [{"name": "lin", "version": "1.0",
+                                  "settings": layout["snapshot"]["models"]["lin"]["1.0"]}]
+    assert layout["properties"]["inference_address"] == "http://0.0.0.0:8085" and layout["problems"] == []
+    archive = json.loads(json.dumps(read_archive(built.archive).to_dict()))
+    assert archive["manifest"]["model"]["modelName"] == "lin" and archive["build_info"]["task"] == "tensor"
+    size = torchscript_model.stat().st_size
+    weights = [m for m in archive["members"] if m["name"] == "model/linear.pt"]
+    assert weights == [{"name": "model/linear.pt", "size": size, "compressed": size, "stored": True}]

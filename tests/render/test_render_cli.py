@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from toolkit._cli import cli
-from toolkit._render.renderer import render
+from toolkit._render import render
 
 HAND = [
     "--name", "torchserve", "-n", "kubeflow-user-example-com", "--storage-uri", "pvc://leeway",
@@ -112,6 +113,9 @@ def test_pvc_flags(run, hand_layout):
          "0.12.0-gpu"),
         (["--name", "m", "--storage-uri", "pvc://x", "--memory", "2GB"], None, "quantity"),
         (["--name", "m", "--storage-uri", "pvc://x", "--label", "bad key=v"], None, "label key"),
+        # the S3 credential policy is render's (S3Credentials.from_options), so its refusal is a RenderError
+        (["--name", "m", "--storage-uri", "s3://models/p", "--s3-anonymous", "--s3-secret-file", "s.yaml"],
+         {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}, "--s3-anonymous needs no keys"),
     ],
 )
 def test_errors_are_messages_with_hints(run, hand_layout, monkeypatch, tmp_path, args, env, message):
@@ -130,7 +134,6 @@ def test_errors_are_messages_with_hints(run, hand_layout, monkeypatch, tmp_path,
     ("args", "message"),
     [
         (["--label", "novalue"], "is not KEY=VALUE"),
-        (["--s3-anonymous", "--s3-secret-file", "s.yaml"], "needs no keys"),
         (["--s3-secret-file", "same.yaml", "-o", "same.yaml"], "another file than -o"),
         (["--pvc-storage-class", "standard"], "needs --pvc-size"),
         (["--canary-traffic-percent", "101"], "101"),
@@ -147,3 +150,45 @@ def test_missing_layout_is_a_clear_error(run, tmp_path):
     result = run(str(tmp_path / "nope"), "--name", "m", "--storage-uri", "pvc://x")
     assert result.exit_code == 1
     assert "is not a folder" in result.stderr and "hint:" in result.stderr
+
+
+def test_predictor_timeout_lands_in_the_inference_service(run, hand_layout):
+    result = run(str(hand_layout), *HAND, "--predictor-timeout", "90")
+    assert result.exit_code == 0, result.output
+    [isvc] = yaml.safe_load_all(result.stdout)
+    assert isvc["spec"]["predictor"]["timeout"] == 90
+    assert "deprecated" not in result.stderr
+
+
+def test_the_old_timeout_flag_still_sets_the_predictor_timeout_with_a_warning(run, hand_layout):
+    result = run(str(hand_layout), *HAND, "--timeout", "90")
+    assert result.exit_code == 0, result.output
+    [isvc] = yaml.safe_load_all(result.stdout)
+    assert isvc["spec"]["predictor"]["timeout"] == 90
+    assert "warning: `cli render`: --timeout is deprecated, use --predictor-timeout" in result.stderr
+
+
+def test_json_holds_the_manifests_and_the_model_urls(run, hand_layout):
+    result = run(str(hand_layout), *HAND, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["documents"] == list(yaml.safe_load_all(render(
+        hand_layout, name="torchserve", namespace="kubeflow-user-example-com", storage_uri="pvc://leeway",
+        limits={"cpu": "2", "memory": "2Gi"}, requests={"cpu": "0.5", "memory": "0.5Gi"},
+    ).text))
+    assert [e["path"] for e in out["endpoints"]] == ["/v1/models/bert:predict"]
+    assert "Call it" not in result.stderr  # the URLs are in the JSON; stderr keeps only what was written
+
+
+def test_json_never_carries_the_keys(run, hand_layout, tmp_path):
+    secret_file = tmp_path / "s3-secret.yaml"
+    result = run(
+        str(hand_layout), "--name", "bert", "--storage-uri", "s3://models/bert", "--s3-endpoint",
+        "http://minio-service.kubeflow:9000", "--s3-secret-file", str(secret_file), "--json",
+        env={"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET},
+    )
+    assert result.exit_code == 0, result.output
+    assert KEY_ID not in result.output and SECRET not in result.output
+    out = json.loads(result.stdout)
+    assert [d["kind"] for d in out["documents"]] == ["ServiceAccount", "InferenceService"]
+    assert KEY_ID in secret_file.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import stat
 from pathlib import Path
@@ -11,9 +12,9 @@ import yaml
 
 from toolkit import KServeSettings, Resources
 from toolkit._errors import LayoutError, RenderError, SpecError
-from toolkit._render.renderer import Manifests, PvcRequest, S3Credentials, parse_quantity, render
+from toolkit._render import Manifests, PvcRequest, S3Credentials, render
 
-# What a KServe user writes by hand for the DESIGN.md example (kept as they write it).
+# What a KServe user writes by hand for the hand workflow (kept as they write it).
 HAND_WRITTEN_ISVC = """
 apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
@@ -51,12 +52,18 @@ def hand_workflow(layout: Path) -> Manifests:
 # Golden manifests
 
 
-def test_hand_workflow_matches_what_a_kserve_user_writes(hand_layout, golden, validate):
-    manifests = hand_workflow(hand_layout)
-    assert manifests.documents == [yaml.safe_load(HAND_WRITTEN_ISVC)]
+def test_hand_workflow_matches_what_a_kserve_user_writes(hand_layout, golden, validate, caplog):
+    with caplog.at_level(logging.WARNING, logger="toolkit.render"):
+        manifests = hand_workflow(hand_layout)
+    golden("render/hand_workflow.yaml", manifests.text)
+    # What the user writes, and the thread budget: TorchServe starts minWorkers 1 on 2 CPUs, so two torch threads
+    # (a hand-written handler ignores the variable; mar-build's handlers honour it). Nothing to warn about.
+    expected = yaml.safe_load(HAND_WRITTEN_ISVC)
+    expected["spec"]["predictor"]["model"]["env"] = [{"name": "MAR_BUILD_THREADS", "value": "2"}]
+    assert manifests.documents == [expected]
+    assert "worker" not in caplog.text
     assert list(yaml.safe_load_all(manifests.text)) == manifests.documents
     validate(manifests.documents)
-    golden("render/hand_workflow.yaml", manifests.text)
     assert manifests.secret is None
     [endpoint] = manifests.endpoints
     assert endpoint.model == "bert"  # the model_snapshot key, not the InferenceService name
@@ -106,9 +113,9 @@ def test_s3_secret_serviceaccount_gpu_canary(hand_layout, golden, validate):
         "serving.kserve.io/s3-region": "us-east-1",
     }
     assert [d["kind"] for d in manifests.all_documents()] == ["Secret", "ServiceAccount", "InferenceService"]
-    validate(manifests.all_documents())
     golden("render/s3_gpu_canary.yaml", manifests.text)
     golden("render/s3_gpu_canary.secret.yaml", manifests.secret.text)
+    validate(manifests.all_documents())
 
 
 def test_anonymous_s3_secret_holds_no_keys_and_is_part_of_the_manifests(golden, validate):
@@ -124,8 +131,8 @@ def test_anonymous_s3_secret_holds_no_keys_and_is_part_of_the_manifests(golden, 
     # KServe reads a Secret's S3 annotations only when the key entries exist: present and empty.
     assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
     assert isvc["spec"]["predictor"]["serviceAccountName"] == sa["metadata"]["name"]
-    validate(manifests.documents)
     golden("render/s3_anonymous.yaml", manifests.text)
+    validate(manifests.documents)
 
 
 def test_pvc(hand_layout, golden, validate):
@@ -140,8 +147,8 @@ def test_pvc(hand_layout, golden, validate):
         "accessModes": ["ReadWriteMany"], "storageClassName": "standard",
         "resources": {"requests": {"storage": "10Gi"}},
     }
-    validate(manifests.documents)
     golden("render/pvc.yaml", manifests.text)
+    validate(manifests.documents)
 
 
 def test_every_field_validates_against_the_crd(validate):
@@ -240,88 +247,8 @@ def test_unknown_settings_in_a_newer_archive_are_ignored_with_a_warning(layout_f
     assert "future_knob" in caplog.text
 
 
-@pytest.mark.parametrize(
-    ("min_workers", "models", "limits", "warned"),
-    [
-        (3, ["bert"], None, "starts 3 worker(s) on limits.cpu 1: they take turns on 1 CPU(s)"),
-        (2, ["a", "b"], {"cpu": "3"}, "starts 4 worker(s) on limits.cpu 3"),  # workers of all models count
-        (3, ["bert"], {"cpu": "2500m"}, None),  # a 2.5 CPU quota: the handlers round it up to 3
-        (1, ["bert"], None, None),  # the hand workflow: minWorkers 1 (maxWorkers 5 is only a cap)
-        (None, ["bert"], None, None),  # TorchServe's default worker count: nothing to compare
-    ],
-)
-def test_more_workers_than_cpus_is_a_warning(layout_factory, caplog, min_workers, models, limits, warned):
-    layout = layout_factory(dict.fromkeys(models), min_workers=min_workers)
-    with caplog.at_level(logging.INFO, logger="toolkit.render"):
-        render(layout, name="m", storage_uri="pvc://x", limits=limits)
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    if warned is None:
-        assert not [w for w in warnings if "worker" in w], warnings
-    else:
-        assert [w for w in warnings if warned in w and "min_workers" in w], warnings
-
-
-def test_fewer_workers_than_cpus_is_said_at_info(layout_factory, caplog):
-    layout = layout_factory({"bert": None})
-    with caplog.at_level(logging.INFO, logger="toolkit.render"):
-        render(layout, name="m", storage_uri="pvc://x", limits={"cpu": "4"})
-    [info] = [r for r in caplog.records if "worker" in r.getMessage()]
-    assert info.levelno == logging.INFO
-    assert "starts 1 worker(s) on limits.cpu 4" in info.getMessage() and "max_workers: 4" in info.getMessage()
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="toolkit.render"):
-        render(layout, name="m", storage_uri="pvc://x", limits={"cpu": "4"}, gpu=1)  # GPU workers: not about CPUs
-    assert not [r for r in caplog.records if "worker" in r.getMessage()]
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Bad input: each gets a clear error
-
-
-@pytest.mark.parametrize(
-    ("uri", "right"),
-    [
-        ("pvc://leeway/bert/model-store", "pvc://leeway/bert"),
-        ("pvc://leeway/model-store/", "pvc://leeway"),
-        ("s3://models/bert/config", "s3://models/bert"),
-        ("s3://models/bert/config/config.properties", "s3://models/bert"),
-        ("s3://models/bert/model-store/bert.mar", "s3://models/bert"),
-        ("gs://bucket/a/b/model-store", "gs://bucket/a/b"),
-    ],
-)
-def test_storage_uri_inside_a_layout_names_the_right_level(uri, right):
-    with pytest.raises(RenderError, match="points inside a layout") as info:
-        render(name="m", storage_uri=uri)
-    assert info.value.hint == f"use --storage-uri {right}"
-
-
-@pytest.mark.parametrize(
-    ("uri", "message"),
-    [
-        ("/home/jovyan/layout", "not a storage URI"),
-        ("layout", "not a storage URI"),
-        ("file:///mnt/models", "file://"),
-        ("hf://org/model", "Hugging Face"),
-        ("ftp://host/x", "not a scheme"),
-        ("s3://", "has no bucket"),
-        ("pvc://Bad_Claim/x", "PersistentVolumeClaim name"),
-        ("s3://models/a b", "whitespace"),
-        ("s3://models/../x", "'..'"),
-    ],
-)
-def test_bad_storage_uris(uri, message):
-    with pytest.raises(RenderError, match=message):
-        render(name="m", storage_uri=uri)
-
-
-@pytest.mark.parametrize(
-    "uri", ["pvc://leeway", "pvc://leeway/bert", "s3://models/bert/", "gs://models/p", "https://host/layout.tar.gz",
-            "oci://registry.example.com/models/bert:1.0", "hdfs://nn/models/bert"],
-)
-def test_good_storage_uris(uri, validate):
-    manifests = render(name="m", storage_uri=uri)
-    assert manifests.documents[-1]["spec"]["predictor"]["model"]["storageUri"] == uri
-    validate(manifests.documents)
 
 
 def test_missing_name_and_storage_uri():
@@ -343,36 +270,6 @@ def test_invalid_isvc_name_says_what_is_valid(name):
 def test_invalid_namespace(namespace):
     with pytest.raises(RenderError, match="namespace"):
         render(name="m", namespace=namespace, storage_uri="pvc://x")
-
-
-@pytest.mark.parametrize(
-    ("quantity", "value"),
-    [("2", "2"), ("0.5", "0.5"), ("500m", "0.5"), (".5", "0.5"), ("0.5Gi", str(512 * 1024**2)),
-     ("2Gi", str(2 * 1024**3)), ("1G", "1000000000"), ("1e3", "1000"), ("1E", "1000000000000000000"),
-     ("+1Ki", "1024"), ("100n", "1.00E-7")],
-)
-def test_quantities(quantity, value):
-    assert parse_quantity(quantity) == type(parse_quantity("1"))(value)
-
-
-@pytest.mark.parametrize("quantity", ["2GB", "abc", "1.5.2", "", " 1", "1 Gi", "1e", "1e1.5", "0x10", "１"])
-def test_bad_quantities_are_render_errors(quantity):
-    with pytest.raises(RenderError, match="quantity") as info:
-        render(name="m", storage_uri="pvc://x", limits={"memory": quantity})
-    assert "limits.memory" in info.value.message
-    assert info.value.hint and "512Mi" in info.value.hint
-
-
-def test_negative_quantity():
-    with pytest.raises(RenderError, match="'-1' is negative"):
-        render(name="m", storage_uri="pvc://x", requests={"cpu": "-1"})
-
-
-def test_request_above_limit():
-    with pytest.raises(RenderError, match=r"requests.cpu \(4\) is more than limits.cpu \(2\)"):
-        render(name="m", storage_uri="pvc://x", requests={"cpu": "4"}, limits={"cpu": "2"})
-    with pytest.raises(RenderError, match="requests.memory"):
-        render(name="m", storage_uri="pvc://x", requests={"memory": "2G"}, limits={"memory": "1.5Gi"})
 
 
 def test_gpu_with_a_runtime_version_must_name_the_gpu_tag():
@@ -411,7 +308,7 @@ def test_gpu_count_in_one_place():
         ({"deployment_mode": "ModelMesh"}, "not one KServe"),
         ({"runtime_version": "0.12.0 gpu"}, "image tag"),
         ({"service_account": "Bad SA"}, "service account"),
-        ({"labels": {"team": 1}}, "must be a string"),
+        ({"labels": {"team": [1]}}, "must be a string"),
         ({"annotations": {"a": None}}, "must be a string"),
         ({"labels": {"bad key!": "x"}}, "label key"),
         ({"labels": {"team": "has space"}}, "label team="),
@@ -429,43 +326,6 @@ def test_deployment_mode_case_hint():
     with pytest.raises(RenderError) as info:
         render(name="m", storage_uri="pvc://x", deployment_mode="serverless")
     assert info.value.hint == "did you mean 'Serverless'?"
-
-
-def test_s3_needs_keys_or_anonymous():
-    with pytest.raises(RenderError, match="needs keys") as info:
-        render(name="m", storage_uri="s3://models/p", s3=S3Credentials(endpoint="http://minio:9000"))
-    assert "--s3-secret-file" in (info.value.hint or "")
-
-
-def test_s3_settings_need_an_s3_uri():
-    with pytest.raises(RenderError, match="S3 credentials were given"):
-        render(name="m", storage_uri="pvc://x", s3=S3Credentials(anonymous=True))
-
-
-@pytest.mark.parametrize(
-    ("s3", "message"),
-    [
-        (S3Credentials(endpoint="http://minio:9000/path", anonymous=True), "not a host"),
-        (S3Credentials(endpoint="https://minio:9000", use_https=False, anonymous=True), "contradicts"),
-        (S3Credentials(endpoint="minio:99999", anonymous=True), "out of range"),
-        (S3Credentials(region="us east", anonymous=True), "region"),
-        (S3Credentials(anonymous=True, access_key_id="x", secret_access_key="y"), "anonymous and also"),
-        (S3Credentials(access_key_id="ok", secret_access_key="has space"), "AWS_SECRET_ACCESS_KEY"),
-        (S3Credentials(access_key_id="ok"), "AWS_SECRET_ACCESS_KEY is empty"),
-    ],
-)
-def test_bad_s3_settings(s3, message):
-    with pytest.raises(RenderError, match=message) as info:
-        render(name="m", storage_uri="s3://models/p", s3=s3)
-    for value in ("has space", "ok"):
-        assert value not in str(info.value)  # never a key in a message
-
-
-def test_s3_from_env_reads_the_keys_and_names_what_is_missing():
-    s3 = S3Credentials.from_env(environ={"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "key"}, region="r1")
-    assert (s3.access_key_id, s3.secret_access_key, s3.region) == ("id", "key", "r1")
-    with pytest.raises(RenderError, match="AWS_SECRET_ACCESS_KEY is not set"):
-        S3Credentials.from_env(environ={"AWS_ACCESS_KEY_ID": "id"})
 
 
 def test_pvc_errors():
@@ -532,3 +392,19 @@ def test_text_is_deterministic(hand_layout):
     first = render(hand_layout, name="m", storage_uri="pvc://x", labels=labels)
     second = render(hand_layout, name="m", storage_uri="pvc://x", labels=dict(reversed(labels.items())))
     assert first.text == second.text
+
+
+def test_to_dict_is_json_and_never_holds_the_keys(hand_layout):
+    manifests = render(
+        hand_layout, name="m", namespace="ns", storage_uri="s3://models/p",
+        s3=S3Credentials(access_key_id=FAKE_KEY_ID, secret_access_key=FAKE_SECRET),
+    )
+    data = json.loads(json.dumps(manifests.to_dict()))
+    assert data["documents"] == manifests.documents
+    assert data["secret"] == {"kind": "Secret", "name": "m-s3", "namespace": "ns", "holds_keys": True}
+    assert data["endpoints"] == [{
+        "model": "bert", "path": "/v1/models/bert:predict", "host": "m.ns.example.com",
+        "cluster_url": "http://m-predictor.ns.svc.cluster.local/v1/models/bert:predict",
+    }]
+    assert FAKE_SECRET not in json.dumps(data) and FAKE_KEY_ID not in json.dumps(data)
+    assert render(name="m", storage_uri="pvc://x").to_dict()["secret"] is None

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from toolkit._errors import RenderError, SpecError
-from toolkit._render.renderer import Manifests, render
+from toolkit._render import Manifests, render
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

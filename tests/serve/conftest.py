@@ -4,6 +4,7 @@
 ``tensor_layout``  that model built with ``toolkit.build`` (task tensor, batchSize 8)
 ``echo_mar``       a hand-made archive (torch-model-archiver) whose load waits for a gate file; see fixtures/
 ``failing_mar``    a hand-made archive whose handler raises at load
+``missing_module_mar``  a hand-made archive whose handler imports a package nobody installed
 ``stack``          one served stack for the session: tensor model + the gated echo model, with what the wrapper
                    answered for echo while it was still loading
 """
@@ -19,7 +20,7 @@ import pytest
 from serve_support import FIXTURES, Stack, TinyModel, add_model, archive, copy_layout, free_port
 
 from toolkit._build.builder import build
-from toolkit._serve.predictor import ServeEvent, serve
+from toolkit._serve import ServeEvent, serve
 from toolkit._spec.parse import parse_spec
 
 
@@ -61,6 +62,11 @@ def echo_mar(gate: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def failing_mar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return archive(FIXTURES / "failing_handler.py", "broken", tmp_path_factory.mktemp("failing"))
+
+
+@pytest.fixture(scope="session")
+def missing_module_mar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return archive(FIXTURES / "missing_module_handler.py", "needy", tmp_path_factory.mktemp("missing-module"))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit._serve.predictor import LocalPredictor, ServeEvent
+from toolkit._serve import LocalPredictor, ServeEvent
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

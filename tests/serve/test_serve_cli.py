@@ -21,7 +21,7 @@ from serve_support import TinyModel, assert_rows_close, copy_layout, free_port, 
 
 from toolkit import LayoutError
 from toolkit._cli import cli
-from toolkit._serve.predictor import serve
+from toolkit._serve import serve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -219,3 +219,48 @@ def test_cli_reports_errors_without_a_traceback(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "error:" in result.output and "is not a folder" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_serve_that_fails_puts_the_signal_handlers_back(tmp_path: Path) -> None:
+    """serve takes SIGINT and SIGTERM for its stop button; run inside a longer-lived process (this one), it used to
+    leave SIGTERM raising KeyboardInterrupt after it failed to start."""
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    before = {signum: signal.getsignal(signum) for signum in stop_signals}
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path / "nowhere"), "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert {signum: signal.getsignal(signum) for signum in stop_signals} == before
+
+
+class _StandInPredictor:
+    """What serve() returns, without TorchServe: Ctrl-C arrives while the command waits."""
+
+    url = "http://127.0.0.1:8080"
+    models = ["linear"]
+    stopped = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "models": self.models}
+
+    def wait(self) -> None:
+        raise KeyboardInterrupt
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_json_startup_line_then_ctrl_c(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import toolkit._cli.serve as serve_cli
+
+    predictor = _StandInPredictor()
+    calls: list[dict[str, Any]] = []
+
+    def fake_serve(source: str, **kwargs: Any) -> _StandInPredictor:
+        calls.append(kwargs)
+        return predictor
+
+    monkeypatch.setattr(serve_cli, "serve", fake_serve)
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--json", "--startup-timeout", "12"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ['{"url": "http://127.0.0.1:8080", "models": ["linear"]}']
+    assert result.stderr.splitlines()[-2:] == ["stopping ...", "stopped"]
+    assert predictor.stopped and calls[0]["startup_timeout"] == 12.0

@@ -11,7 +11,9 @@ import pytest
 from serve_support import copy_layout, free_port, processes_mentioning, replace_snapshot
 
 from toolkit import LayoutError, ServeError
-from toolkit._serve.predictor import java_major, serve
+from toolkit._diagnose import KSERVE_CONTAINER, find_hints
+from toolkit._serve import serve
+from toolkit._serve.processes import java_major
 
 
 @pytest.fixture
@@ -129,6 +131,27 @@ def test_a_model_that_fails_to_load_shows_the_workers_traceback(
     assert "FileNotFoundError: no weights at model/weights.safetensors" in message
     tail = "\n".join(err.value.log_tail)
     assert "failing_handler.py" in tail and "in _open_weights" in tail
+    assert processes_mentioning(str(run)) == []
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_import_a_module_names_the_fix_status_names(
+    tensor_layout: Path, missing_module_mar: Path, tmp_path: Path
+) -> None:
+    layout = copy_layout(tensor_layout, tmp_path / "layout")
+    replace_snapshot(layout, "needy", missing_module_mar)
+    run = tmp_path / "run"
+    with pytest.raises(ServeError) as err:
+        serve(layout, port=free_port(), workdir=run, startup_timeout=240)
+    assert "model needy failed to load" in err.value.message
+    assert "No module named 'mar_build_absent_package'" in "\n".join(err.value.log_tail)  # the tail is kept
+    # What `status` says for the same lines in a pod's kserve-container log (TorchServe's and the worker's):
+    pod_log = "".join((run / "logs" / name).read_text() for name in ("ts_log.log", "model_log.log"))
+    fatal = [h for h in find_hints(logs={KSERVE_CONTAINER: pod_log}) if h.fatal]
+    assert [h.key for h in fatal] == ["missing-module"]
+    assert "'mar_build_absent_package'" in fatal[0].problem
+    assert fatal[0].text() in (err.value.hint or "")
+    assert "add mar_build_absent_package to requirements in mar.yaml" in str(err.value)
     assert processes_mentioning(str(run)) == []
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
+import os
 import re
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from serve_support import Stack, TinyModel, assert_rows_close, free_port
 
 from toolkit import ServeError
-from toolkit._serve.predictor import serve
+from toolkit._serve import serve
 
 pytestmark = pytest.mark.slow
 
@@ -144,6 +146,31 @@ def test_the_handle_is_non_blocking_and_knows_its_processes(stack: Stack) -> Non
     assert any("org.pytorch.serve.ModelServer" in c for c in commands)  # TorchServe's Java frontend
     assert sum("model_service_worker" in c for c in commands) == 2  # one Python worker per model
     assert any("toolkit._serve.wrapper" in c for c in commands)
+
+
+def test_the_handle_and_its_events_serialise(stack: Stack) -> None:
+    p = stack.predictor
+    info = p.to_dict()
+    assert json.loads(json.dumps(info)) == info
+    assert info["pids"] == p.pids and info["running"] is True and info["models"] == p.models
+    assert info["ports"]["http"] == httpx.URL(p.url).port
+    assert info["ports"]["torchserve_management"] == httpx.URL(p.management_url).port
+    assert Path(info["log_path"]) == p.log_path and Path(info["run_dir"]) == stack.run_dir
+    threads = next(e for e in stack.events if e.kind == "threads")
+    assert info["threads"] == dict(threads.details)
+    for event in stack.events:
+        assert json.loads(json.dumps(event.to_dict()))["kind"] == event.kind
+
+
+def test_the_workers_get_the_thread_budget(stack: Stack) -> None:
+    threads = next(e for e in stack.events if e.kind == "threads")
+    expected = f"MAR_BUILD_THREADS={os.environ.get('MAR_BUILD_THREADS') or threads.details['threads']}"
+    workers = []
+    for pid in stack.predictor.process_ids():
+        with contextlib.suppress(OSError):
+            if b"model_service_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+    assert len(workers) == 2 and all(expected.encode() in env for env in workers)
 
 
 def test_a_run_folder_in_use_is_refused(stack: Stack) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from toolkit._diagnose.ts_logs import WorkerLog, explain_death, log_tail
 from toolkit._layout import parse_properties
-from toolkit._serve.predictor import _free_port_config, _reuse_workdir, port_free
+from toolkit._serve.config import free_port_config, port_free
+from toolkit._serve.run import reuse_workdir
 from toolkit._serve.wrapper import read_wrapper_config, worker_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ model_snapshot={"name":"startup.cfg","modelCount":1,"models":{"bert":{"1.0":{"ma
 
 
 def test_free_port_config_moves_every_port_and_keeps_the_rest(tmp_path: Path) -> None:
-    text, addresses, remapped = _free_port_config(CONFIG, parse_properties(CONFIG), tmp_path, avoid=[8080])
+    text, addresses, remapped = free_port_config(CONFIG, parse_properties(CONFIG), tmp_path, avoid=[8080])
     props = parse_properties(text)
     # inference and management shared 8085: they still share one (new) port
     assert props["inference_address"] == props["management_address"] != "http://0.0.0.0:8085"
@@ -174,6 +175,6 @@ def test_a_reused_run_folder_starts_without_the_last_runs_logs(tmp_path: Path) -
     (tmp_path / "tmp").mkdir()
     (tmp_path / "tmp" / ".model_server.pid").write_text("999999999")  # no such process
     (tmp_path / "keep.txt").write_text("mine")
-    _reuse_workdir(tmp_path)
+    reuse_workdir(tmp_path)
     assert not (tmp_path / "logs").exists() and not (tmp_path / "tmp").exists()
     assert (tmp_path / "keep.txt").read_text() == "mine"

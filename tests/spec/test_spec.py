@@ -104,3 +104,38 @@ def test_invalid_isvc_names_get_a_valid_suggestion(name: str) -> None:
     suggestion = suggest_isvc_name(name)
     assert check_isvc_name(suggestion) == suggestion
     assert suggestion in str(err.value)
+
+
+def test_label_and_annotation_values_are_the_strings_kubernetes_stores(tensor_spec) -> None:
+    # One rule with render() (toolkit._names.scalar_string): text as is, numbers as written, true/false.
+    values = {"tier": 1, "canary": True, "off": False, "ratio": 0.5, "team": "nlp"}
+    strings = {"tier": "1", "canary": "true", "off": "false", "ratio": "0.5", "team": "nlp"}
+    spec = load_spec(tensor_spec(labels=values, kserve={"labels": values, "annotations": values}))
+    assert spec.labels == spec.kserve.labels == spec.kserve.annotations == strings
+
+
+@pytest.mark.parametrize("value", [None, [1], {"a": "b"}])
+@pytest.mark.parametrize("where", ["labels", "kserve.labels", "kserve.annotations"])
+def test_label_values_that_are_not_scalars_are_refused(tensor_spec, where: str, value: object) -> None:
+    section, _, key = where.rpartition(".")
+    keys = {section: {key: {"tier": value}}} if section else {key: {"tier": value}}
+    with pytest.raises(SpecError, match="expected string keys and scalar values") as err:
+        load_spec(tensor_spec(**keys))
+    assert where in str(err.value)
+
+
+def test_a_yaml_date_is_not_a_label_value(tmp_path: Path, torchscript_model: Path) -> None:
+    # PyYAML reads an unquoted 2026-12-01 as a date, which Kubernetes would not store as given: quote it.
+    (tmp_path / "mar.yaml").write_text(
+        f"name: lin\ntask: tensor\nmodel: {torchscript_model}\nlabels:\n  built: 2026-12-01\n", encoding="utf-8"
+    )
+    with pytest.raises(SpecError, match="scalar values") as err:
+        load_spec(tmp_path)
+    assert err.value.hint and "as text" in err.value.hint
+
+
+def test_the_settings_dataclasses_are_importable_where_they_were() -> None:
+    from toolkit._spec import parse, settings
+
+    for name in ("KServeSettings", "ModelSpec", "Resources", "ServerSettings", "ServingSettings", "TASKS"):
+        assert getattr(parse, name) is getattr(settings, name)

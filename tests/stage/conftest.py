@@ -2,6 +2,8 @@
 
 ``s3_endpoint`` (session) yields the endpoint URL; ``moto`` the server itself (its request log counts calls);
 ``bucket`` a fresh bucket per test; ``download`` reads a staged URI back with kserve_storage.Storage.download.
+``oci_registry`` / ``oci_registry_auth`` (session) and ``own_registry`` (one test's) are docker-registry
+processes on loopback; ``auth_files`` keeps the developer's registry credentials out of a test.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from oci_support import TEST_PASSWORD, TEST_USER, OciRegistry
 from s3_support import DUMMY_CREDENTIALS, MotoServer, kserve_download, make_layout, start_moto
 
 
@@ -95,3 +98,49 @@ def download(s3_endpoint: str, tmp_path: Path) -> Callable[[str], Path]:
 def layout(tmp_path: Path) -> Path:
     """A valid two-model layout (small archives)."""
     return make_layout(tmp_path / "layout", {"bert": os.urandom(200_000), "gpt": os.urandom(300_000)})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# OCI registries (docker-registry on loopback) and the auth files stage reads
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegistry]:
+    """An anonymous docker-registry on a free 127.0.0.1 port for the session (tests use their own repositories)."""
+    registry = OciRegistry(tmp_path_factory.mktemp("registry")).start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+@pytest.fixture(scope="session")
+def oci_registry_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegistry]:
+    """A docker-registry that wants basic auth (user TEST_USER, password TEST_PASSWORD)."""
+    registry = OciRegistry(tmp_path_factory.mktemp("registry-auth"), auth=(TEST_USER, TEST_PASSWORD)).start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+@pytest.fixture
+def own_registry(tmp_path: Path) -> Iterator[OciRegistry]:
+    """A docker-registry of this test alone (one it may stop and start again on the same storage)."""
+    registry = OciRegistry(tmp_path / "own-registry").start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+@pytest.fixture
+def auth_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No registry credentials but those a test writes: DOCKER_CONFIG is an empty folder (returned), and the
+    developer's REGISTRY_AUTH_FILE and podman auth file are out of reach."""
+    folder = tmp_path / "docker-config"
+    folder.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
+    return folder

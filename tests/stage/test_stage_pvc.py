@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from s3_support import make_layout, tree, write_config, write_mar
 
 from toolkit import StagingError
+from toolkit._build import build
+from toolkit._stage import stage
+from toolkit._stage.base import referenced_archives
 from toolkit._stage.pvc import RECORD_KEY
-from toolkit._stage.staging import referenced_archives, stage
 
 LAYOUT_FILES = {"config/config.properties", "model-store/bert.mar", "model-store/gpt.mar"}
 
@@ -133,7 +137,9 @@ def test_an_interrupted_stage_leaves_a_consistent_tree_and_a_rerun_finishes(tmp_
     # The old config is still the one there, and every archive it names is there: KServe reads a working tree.
     assert (dest / "config/config.properties").read_bytes() == (old / "config/config.properties").read_bytes()
     names = referenced_archives((dest / "config/config.properties").read_text())
-    assert all((dest / "model-store" / n).read_bytes() == (old / "model-store" / n).read_bytes() for n in names)
+    assert names == {"bert.mar"}  # an empty set would make the check below pass on anything
+    for name in names:
+        assert (dest / "model-store" / name).read_bytes() == (old / "model-store" / name).read_bytes()
     assert not [p for p in dest.rglob("*mar-build-tmp")], "temp files are removed when a copy is cancelled"
 
     result = stage(new, "pvc://leeway/bert", mount=mount)
@@ -160,6 +166,76 @@ def test_a_killed_run_s_archives_are_recognised_and_its_temp_files_removed(tmp_p
         ("model-store/gpt.mar", "staged by mar-build, not in the new config.properties"),
     ]
     assert staged(dest) == tree(first)
+
+
+def test_only_stage_s_own_temp_names_are_removed(layout: Path, mount: Path) -> None:
+    """A temp file is ``.NAME.XXXX.mar-build-tmp`` exactly; a name that only starts like one is the user's (with
+    re.match, '$' also matched before a trailing newline, and such a file was deleted as ours)."""
+    stage(layout, "pvc://leeway/bert", mount=mount)
+    store = mount / "bert" / "model-store"
+    theirs = store / ".notes.mar-build-tmp\n"
+    theirs.write_bytes(b"the user's")
+    ours = store / ".gpt.mar.k2j4.mar-build-tmp"
+    ours.write_bytes(b"half")
+    result = stage(layout, "pvc://leeway/bert", mount=mount)
+    assert [f.path for f in result.deleted] == ["model-store/.gpt.mar.k2j4.mar-build-tmp"]
+    assert theirs.read_bytes() == b"the user's" and not ours.exists()
+
+
+def _modes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in sorted(root.rglob("*"))}
+
+
+def test_the_staged_tree_is_readable_by_the_pod_whatever_the_umask(layout: Path, mount: Path, strict_umask) -> None:
+    """The pod's user (1000 in KServe's runtimes) is not always the notebook's: files 0644, folders 0755."""
+    stage(layout, "pvc://leeway/team/bert", mount=mount)
+    assert _modes(mount) == {
+        "team": "0o755", "team/bert": "0o755", "team/bert/config": "0o755",
+        "team/bert/config/.mar-build-staged.json": "0o644", "team/bert/config/config.properties": "0o644",
+        "team/bert/model-store": "0o755", "team/bert/model-store/bert.mar": "0o644",
+        "team/bert/model-store/gpt.mar": "0o644",
+    }
+
+
+def _listing(root: Path, masked: Callable[[str], bool]) -> str:
+    """``mode size path`` for everything under ``root``, sizes of ``masked`` paths shown as '*'."""
+    lines = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        st = path.lstat()
+        size = "-" if path.is_dir() else "*" if masked(rel) else str(st.st_size)
+        lines.append(f"{stat.filemode(st.st_mode)} {size:>6} {rel}{'/' if path.is_dir() else ''}")
+    return "\n".join(lines) + "\n"
+
+
+def test_staged_tree_listing_golden(tensor_spec, mount: Path, tmp_path: Path, golden) -> None:
+    """What the pod mounts after `mar-build build` then `stage`: config/ and model-store/ with their modes, stage's
+    record beside the config, nothing else. Archive and record sizes vary (library versions, inode numbers)."""
+    built = build(tensor_spec(name="bert"), tmp_path / "layout")
+    result = stage(built.layout, "pvc://leeway/bert", mount=mount)
+    listing = _listing(mount, masked=lambda rel: rel.endswith((".mar", ".json")))
+    record = json.loads((mount / "bert" / RECORD_KEY).read_text())
+    listing += "record: " + ", ".join(sorted(record["files"])) + "\n"
+    listing += "plan: " + ", ".join(f"{f.action} {f.path}" for f in result.files) + "\n"
+    golden("stage/pvc-tree.txt", listing)
+    assert sorted(tree(mount)) == ["bert/config/.mar-build-staged.json", "bert/config/config.properties",
+                                   "bert/model-store/bert.mar"]
+
+
+def test_stage_result_to_dict_is_json_with_the_plan_and_totals(layout: Path, mount: Path) -> None:
+    result = stage(layout, "pvc://leeway/bert", mount=mount)
+    data = json.loads(json.dumps(result.to_dict()))
+    sizes = {rel: len(data) for rel, data in tree(layout).items()}
+    assert data["storage_uri"] == "pvc://leeway/bert" and data["destination"] == str(mount.resolve() / "bert")
+    assert data["files"] == [
+        {"path": rel, "action": "upload", "size": sizes[rel], "reason": "new",
+         "sha256": hashlib.sha256((layout / rel).read_bytes()).hexdigest()}
+        for rel in ("model-store/bert.mar", "model-store/gpt.mar", "config/config.properties")
+    ]
+    assert (data["uploaded"], data["skipped"], data["deleted"]) == (3, 0, 0)
+    assert data["bytes_uploaded"] == sum(sizes.values()) and data["bytes_skipped"] == 0
+    assert data["dry_run"] is False and data["endpoint_url"] is None and data["aborted_uploads"] == []
+    assert data["warnings"] == result.warnings and isinstance(data["seconds"], float)
 
 
 def test_dry_run_writes_nothing(layout: Path, mount: Path) -> None:

@@ -12,7 +12,8 @@ import pytest
 from s3_support import MotoServer, free_port, make_layout, start_moto, tree, write_config, write_mar
 
 from toolkit import StagingError
-from toolkit._stage.staging import MIN_PART_SIZE, referenced_archives, stage
+from toolkit._stage import MIN_PART_SIZE, stage
+from toolkit._stage.base import referenced_archives
 
 pytestmark = pytest.mark.slow
 
@@ -115,8 +116,11 @@ def test_an_interrupted_upload_leaves_the_old_tree_readable_and_a_rerun_finishes
 
     there = objects(s3, bucket, "m/")
     assert there["m/config/config.properties"] == (old / "config/config.properties").read_bytes()
-    for name in referenced_archives(there["m/config/config.properties"].decode()):
-        assert f"m/model-store/{name}" in there, "the config there names only archives that are there"
+    names = referenced_archives(there["m/config/config.properties"].decode())
+    assert names == {"bert.mar"}  # an empty set would make the check below pass on anything
+    for name in names:
+        assert there[f"m/model-store/{name}"] == (old / "model-store" / name).read_bytes(), (
+            "the config there names only archives that are there, as they were")
     assert "m/model-store/gpt.mar" not in there
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], "cancelled parts are aborted"
     assert tree(download(uri)) == tree(old)
@@ -235,7 +239,19 @@ def test_an_unreachable_endpoint_names_it(layout: Path) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(StagingError, match=f"cannot reach {endpoint}") as info:
         stage(layout, "s3://models/bert", endpoint_url=endpoint)
-    assert "--endpoint-url" in (info.value.hint or "")
+    assert "--s3-endpoint" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("uri", ["s3://{bucket}\n/bert", "s3://{bucket}/bert\n"])
+def test_a_uri_with_a_newline_never_reaches_the_endpoint(
+    layout: Path, bucket: str, moto: MotoServer, s3, uri: str  # type: ignore[no-untyped-def]
+) -> None:
+    """The bucket "NAME\n" was once accepted and the layout went up (to where no pod would look)."""
+    mark = moto.log_offset()
+    with pytest.raises(StagingError, match="whitespace or a control character"):
+        stage(layout, uri.format(bucket=bucket), endpoint_url=moto.url)
+    assert moto.requests_since(mark) == []
+    assert objects(s3, bucket) == {}
 
 
 def test_an_endpoint_without_scheme(layout: Path) -> None:

@@ -9,7 +9,8 @@ import pytest
 from s3_support import make_layout, write_config, write_mar
 
 from toolkit import LayoutError, StagingError
-from toolkit._stage.staging import layout_paths, parse_storage_uri, referenced_archives, stage
+from toolkit._stage import layout_paths, parse_storage_uri, stage
+from toolkit._stage.base import is_archive_name, referenced_archives, sha256_file
 from toolkit._uri import StorageUri
 
 
@@ -44,6 +45,9 @@ def test_parse_storage_uri(uri: str, expected: StorageUri) -> None:
         ("s3://models/./b", "empty, '.' or '..' segment"),
         ("s3://models/a\\b", "backslash"),
         ("pvc://leeway/a\nb", "control character"),
+        ("pvc://leeway\n/bert", "control character"),
+        ("s3://models\n/bert", "control character"),
+        ("s3://models/bert\n", "control character"),
     ],
 )
 def test_bad_storage_uri_is_named(uri: str, says: str) -> None:
@@ -51,6 +55,46 @@ def test_bad_storage_uri_is_named(uri: str, says: str) -> None:
         parse_storage_uri(uri)
     assert says in info.value.message
     assert info.value.hint
+
+
+@pytest.mark.parametrize("uri", ["pvc://leeway\n/bert", "pvc://leeway/bert\n", "pvc://leeway\r/bert"])
+def test_a_claim_with_a_newline_is_refused_and_nothing_is_written(uri: str, tmp_path: Path) -> None:
+    """A newline in the URI (read from a file, a shell variable) was once accepted: the claim "leeway\n" and
+    files written under MOUNT/bert. The pod would mount another claim, or none."""
+    layout = make_layout(tmp_path / "l", {"bert": b"1"})
+    mount = tmp_path / "vol-1"
+    mount.mkdir()
+    with pytest.raises(StagingError, match="whitespace or a control character") as info:
+        stage(layout, uri, mount=mount)
+    assert info.value.hint and "newline" in info.value.hint
+    assert list(mount.rglob("*")) == []
+
+
+def test_a_bucket_with_a_newline_is_refused_before_any_s3_client_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boto3 = pytest.importorskip("boto3")  # the s3 extra; the refusal itself needs no boto3
+    made: list[object] = []
+
+    def no_session(*args: object, **kwargs: object) -> None:
+        made.append(args)
+        raise AssertionError("a boto3 session was made for a URI that should have been refused")
+
+    monkeypatch.setattr(boto3.session.Session, "__init__", no_session)
+    monkeypatch.setattr(boto3.session.Session, "client", no_session)
+    layout = make_layout(tmp_path / "l", {"bert": b"1"})
+    with pytest.raises(StagingError, match="whitespace or a control character"):
+        stage(layout, "s3://models\n/bert", endpoint_url="http://127.0.0.1:9")
+    assert made == []
+
+
+@pytest.mark.parametrize(
+    ("name", "plain"),
+    [("bert.mar", True), ("bert-model.v2.mar", True), ("bert.mar\n", False), ("a/bert.mar", False),
+     ("a\\bert.mar", False), (".mar", False), ("bert.mar.zip", False), ("bert\x00.mar", False)],
+)
+def test_a_marname_must_be_a_plain_archive_name(name: str, plain: bool) -> None:
+    assert is_archive_name(name) is plain
 
 
 def test_layout_paths_are_the_named_archives_then_config(tmp_path: Path) -> None:
@@ -104,8 +148,6 @@ def test_referenced_archives_reads_model_snapshot(tmp_path: Path) -> None:
 def test_hashing_is_of_the_content(tmp_path: Path) -> None:
     import hashlib
 
-    from toolkit._stage.staging import sha256_file
-
     data = os.urandom(3 * 1024 * 1024 + 17)  # more than one read block, not a multiple of it
     path = tmp_path / "f"
     path.write_bytes(data)
@@ -118,8 +160,6 @@ def _hash_or_fail(path: Path) -> str:
 
 def test_the_hash_cache_remembers_files_that_did_not_change(tmp_path: Path) -> None:
     from toolkit._stage.hashcache import HashCache
-    from toolkit._stage.staging import sha256_file
-
     old = tmp_path / "old.mar"
     old.write_bytes(b"a" * 1000)
     hour_ago = old.stat().st_mtime_ns - 3600 * 10**9
@@ -138,8 +178,6 @@ def test_the_hash_cache_remembers_files_that_did_not_change(tmp_path: Path) -> N
 
 def test_the_hash_cache_distrusts_a_file_modified_just_before_hashing(tmp_path: Path) -> None:
     from toolkit._stage.hashcache import HashCache
-    from toolkit._stage.staging import sha256_file
-
     fresh = tmp_path / "fresh.mar"
     fresh.write_bytes(b"a" * 1000)  # mtime is now: a same-size rewrite within the same tick could keep it
     cache = HashCache(tmp_path / "sha256.json")
@@ -151,8 +189,6 @@ def test_the_hash_cache_distrusts_a_file_modified_just_before_hashing(tmp_path: 
 
 def test_the_hash_cache_survives_a_broken_cache_file(tmp_path: Path) -> None:
     from toolkit._stage.hashcache import HashCache
-    from toolkit._stage.staging import sha256_file
-
     (tmp_path / "sha256.json").write_text("{not json")
     f = tmp_path / "f"
     f.write_bytes(b"x")

@@ -13,13 +13,11 @@ import errno
 import json
 import mmap
 import os
-import shutil
 import struct
-import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -30,6 +28,7 @@ except ImportError:  # pragma: no cover - a dependency, but the stdlib one gives
     from zlib import crc32
 
 from .._errors import ArchiveError
+from .._events import Progress
 from .._files import atomic_write
 from .._layout import BUILD_INFO, MANIFEST
 
@@ -46,8 +45,6 @@ _CHUNK = 8 * 1024 * 1024
 # A fixed timestamp inside the zip: rebuilding unchanged inputs gives the same bytes apart from the manifest's
 # createdOn, so checksums (and re-staging) only see what really changed.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-Progress = Callable[[int, int], None]  # (bytes written so far, total bytes)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Each area registers its commands from its own module (build.py, serve.py, ...), imported when one of its commands
 runs. This module owns the group, the logging setup and the one place where a ToolkitError becomes a message and an
-exit status.
+exit status. _options.py holds the options several commands share (and the one way an option keeps an old name),
+_output.py the one way a command prints its result (for a person or as JSON) and exits.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any
 import click
 
 from .._errors import ToolkitError
+from ._output import exit_with
 
 # Each command's module, imported only when that command runs: `mar-build stage` need not load httpx, kserve or the
 # kubernetes client first (measured: importing every module cost 0.4-0.9 s on each call).
 _COMMANDS = {
-    "init": "build", "build": "build", "inspect": "build", "check": "build",
+    "init": "build", "build": "build", "inspect": "layout", "check": "layout",
     "serve": "serve", "predict": "predict", "stage": "stage", "render": "render",
     "deploy": "deploy", "status": "deploy", "delete": "deploy",
 }
@@ -45,7 +47,7 @@ class _Group(click.Group):
                 click.echo(f"  hint: {exc.hint}", err=True)
             if exc.__cause__ is not None and logging.getLogger("toolkit").isEnabledFor(logging.DEBUG):
                 click.echo(f"  caused by: {exc.__cause__!r}", err=True)
-            ctx.exit(exc.exit_code)
+            exit_with(exc.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .._deploy import DeployEvent, IsvcStatus, delete, deploy, status
+from .._deploy import ComponentStatus, DeployEvent, DeployResult, IsvcStatus, delete, deploy, status
 from . import cli
-
-_cluster_options = [
-    click.option("-n", "--namespace", help="Namespace (default: the kubeconfig context's, else default)."),
-    click.option("--context", help="kubeconfig context to use (default: the current one)."),
-    click.option(
-        "--kubeconfig",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else the pod's service account).",
-    ),
-]
-
-
-def _with_cluster_options(fn: Any) -> Any:
-    for option in reversed(_cluster_options):
-        fn = option(fn)
-    return fn
+from ._options import cluster_options, json_option, wait_timeout_option
+from ._output import finish
 
 
 def _show_event(event: DeployEvent) -> None:
@@ -36,24 +21,18 @@ def _show_event(event: DeployEvent) -> None:
 @click.argument(
     "sources", nargs=-1, required=True, metavar="MANIFEST|LAYOUT...", type=click.Path(exists=True, path_type=Path)
 )
-@_with_cluster_options
+@cluster_options
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the InferenceService is Ready.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True, help="Seconds to wait.")
+@wait_timeout_option(default=600)
 @click.option("--name", help="InferenceService name (when deploying a LAYOUT).")
 @click.option("--storage-uri", help="Where the layout was staged (when deploying a LAYOUT).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--predictor-timeout", type=click.IntRange(min=1),
+              help="The predictor's request timeout in seconds (when deploying a LAYOUT; see render).")
+@json_option()
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=2.0, hidden=True)
 def deploy_command(
-    sources: tuple[Path, ...],
-    namespace: str | None,
-    context: str | None,
-    kubeconfig: Path | None,
-    wait: bool,
-    timeout: float,
-    name: str | None,
-    storage_uri: str | None,
-    as_json: bool,
-    poll_interval: float,
+    sources: tuple[Path, ...], wait: bool, wait_timeout: float, name: str | None, storage_uri: str | None,
+    predictor_timeout: int | None, as_json: bool, poll_interval: float, **cluster: Any,
 ) -> None:
     """Apply MANIFEST files (or render a LAYOUT) and wait until the InferenceService is ready.
 
@@ -64,39 +43,33 @@ def deploy_command(
     layouts = [s for s in sources if s.is_dir()]
     if layouts and len(sources) > 1:
         raise click.UsageError("give either one LAYOUT folder or manifest files, not both")
-    if not layouts and (name or storage_uri):
-        raise click.UsageError("--name and --storage-uri apply to a LAYOUT; a manifest already names them")
-    source: Any = sources[0] if layouts else list(sources)
-    result = deploy(
-        source,
-        namespace=namespace,
-        wait=wait,
-        timeout=timeout,
-        kubeconfig=kubeconfig,
-        context=context,
-        on_event=_show_event,
-        poll_interval=poll_interval,
-        name=name,
-        storage_uri=storage_uri,
-    )
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "name": result.name,
-                    "namespace": result.namespace,
-                    "ready": result.ready,
-                    "url": result.url,
-                    "address": result.address,
-                    "applied": list(result.applied),
-                },
-                indent=2,
-            )
+    if not layouts and (name or storage_uri or predictor_timeout):
+        raise click.UsageError(
+            "--name, --storage-uri and --predictor-timeout apply to a LAYOUT; a manifest already holds them"
         )
-    elif wait:
+    render_options = {"timeout": predictor_timeout} if predictor_timeout is not None else None
+    result = deploy(
+        sources[0] if layouts else list(sources), wait=wait, timeout=wait_timeout, on_event=_show_event,
+        poll_interval=poll_interval, name=name, storage_uri=storage_uri, render_options=render_options, **cluster,
+    )
+    finish(result, as_json=as_json, show=lambda r: _show_deployed(r, wait))
+
+
+def _show_deployed(result: DeployResult, waited: bool) -> None:
+    if waited:
         click.echo(result.url or f"{result.namespace}/{result.name} is ready (no URL in its status)")
     else:
         click.echo(f"applied; follow it with: mar-build status {result.name} -n {result.namespace}")
+
+
+@cli.command("status")
+@click.argument("isvc")
+@cluster_options
+@json_option("the status")
+def status_command(isvc: str, namespace: str | None, as_json: bool, **cluster: Any) -> None:
+    """Show an InferenceService: ready, URL, conditions, revisions; why it is not ready. Exit 1 when not ready."""
+    st = status(isvc, namespace, **cluster)
+    finish(st, as_json=as_json, show=lambda s: click.echo("\n".join(_status_lines(s))), status=0 if st.ready else 1)
 
 
 def _status_lines(st: IsvcStatus) -> list[str]:
@@ -105,71 +78,53 @@ def _status_lines(st: IsvcStatus) -> list[str]:
         lines.append(f"url:     {st.url}")
     if st.address:
         lines.append(f"address: {st.address}")
-    for comp in st.components:
-        rev = comp.latest_ready_revision or "-"
-        text = f"{comp.name}: latest ready revision {rev}"
-        if comp.latest_created_revision and comp.latest_created_revision != comp.latest_ready_revision:
-            text += f", latest created {comp.latest_created_revision}"
-        if comp.traffic:
-            split = ", ".join(
-                f"{t.revision} {t.percent if t.percent is not None else '?'}%" + (" (latest)" if t.latest else "")
-                for t in comp.traffic
-            )
-            text += f"; traffic: {split}"
-        lines.append(text)
+    lines += [_component_line(comp) for comp in st.components]
     if st.diagnosis is not None:
-        lines += st.diagnosis.lines()
-    else:
-        lines.append("conditions:")
-        lines += ["  " + c.line() for c in st.conditions]
-        if st.model_status:
-            lines.append(f"model status: {st.model_status}")
+        return lines + st.diagnosis.lines()
+    lines.append("conditions:")
+    lines += ["  " + c.line() for c in st.conditions]
+    if st.model_status:
+        lines.append(f"model status: {st.model_status}")
     return lines
 
 
-@cli.command("status")
-@click.argument("isvc")
-@_with_cluster_options
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status_command(
-    isvc: str, namespace: str | None, context: str | None, kubeconfig: Path | None, as_json: bool
-) -> None:
-    """Show an InferenceService: ready, URL, conditions, revisions; why it is not ready. Exit 1 when not ready."""
-    st = status(isvc, namespace, kubeconfig=kubeconfig, context=context)
-    if as_json:
-        click.echo(json.dumps(st.to_dict(), indent=2))
-    else:
-        click.echo("\n".join(_status_lines(st)))
-    if not st.ready:
-        click.get_current_context().exit(1)
+def _component_line(comp: ComponentStatus) -> str:
+    text = f"{comp.name}: latest ready revision {comp.latest_ready_revision or '-'}"
+    if comp.latest_created_revision and comp.latest_created_revision != comp.latest_ready_revision:
+        text += f", latest created {comp.latest_created_revision}"
+    if comp.traffic:
+        split = ", ".join(
+            f"{t.revision} {t.percent if t.percent is not None else '?'}%" + (" (latest)" if t.latest else "")
+            for t in comp.traffic
+        )
+        text += f"; traffic: {split}"
+    return text
 
 
 @cli.command("delete")
 @click.argument("isvc")
-@_with_cluster_options
+@cluster_options
 @click.option("--wait/--no-wait", default=False, show_default=True, help="Wait until it is gone.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=300, show_default=True, help="Seconds to wait.")
+@wait_timeout_option(default=300)
 @click.option("--ignore-not-found", is_flag=True, help="Succeed when there is no such InferenceService.")
+@json_option()
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=1.0, hidden=True)
 def delete_command(
-    isvc: str,
-    namespace: str | None,
-    context: str | None,
-    kubeconfig: Path | None,
-    wait: bool,
-    timeout: float,
-    ignore_not_found: bool,
-    poll_interval: float,
+    isvc: str, namespace: str | None, wait: bool, wait_timeout: float, ignore_not_found: bool, as_json: bool,
+    poll_interval: float, **cluster: Any,
 ) -> None:
     """Delete an InferenceService (its Secret, ServiceAccount and PVC stay)."""
     deleted = delete(
-        isvc,
-        namespace,
-        wait=wait,
-        timeout=timeout,
-        missing_ok=ignore_not_found,
-        kubeconfig=kubeconfig,
-        context=context,
-        poll_interval=poll_interval,
+        isvc, namespace, wait=wait, timeout=wait_timeout, missing_ok=ignore_not_found, poll_interval=poll_interval,
+        **cluster,
     )
-    click.echo(f"deleted InferenceService {isvc}" if deleted else f"no InferenceService {isvc}: nothing to delete")
+    # delete() answers only whether there was one to delete: the JSON is that, with the names asked for.
+    outcome = {"name": isvc, "namespace": namespace, "deleted": deleted}
+    finish(outcome, as_json=as_json, show=_show_deleted)
+
+
+def _show_deleted(outcome: dict[str, Any]) -> None:
+    isvc = outcome["name"]
+    click.echo(
+        f"deleted InferenceService {isvc}" if outcome["deleted"] else f"no InferenceService {isvc}: nothing to delete"
+    )

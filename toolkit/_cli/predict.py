@@ -9,6 +9,8 @@ import click
 
 from .._client import AUTHSERVICE_COOKIE, Client, instances_from_json
 from . import cli
+from ._options import json_option, option
+from ._output import finish
 
 _WIDTH = 100  # characters of one prediction shown in the pretty output
 
@@ -27,31 +29,16 @@ _WIDTH = 100  # characters of one prediction shown in the pretty output
 @click.option("--username", help="Dex user for a login (Kubeflow's default: user@example.com).")
 @click.option("--password", envvar="MAR_BUILD_PASSWORD",
               help="Dex password (or env MAR_BUILD_PASSWORD; asked for when absent).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-              help="Seconds per request.")
+@option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+        old=["--timeout"], help="Seconds per request.")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="Retries on connection errors and 503 (model loading or busy).")
 @click.option("--max-batch", type=click.IntRange(min=1), help="Send at most N instances per request.")
-@click.option("--json", "as_json", is_flag=True, help='Print the {"predictions": [...]} JSON.')
+@json_option('the {"predictions": [...]}')
 @click.option("--explain", is_flag=True, help="Call :explain instead of :predict.")
-@click.pass_context
 def predict_command(
-    ctx: click.Context,
-    url: str,
-    model: str,
-    data: BinaryIO | None,
-    instances_json: str | None,
-    host: str | None,
-    token: str | None,
-    cookie: str | None,
-    cookie_name: str,
-    username: str | None,
-    password: str | None,
-    timeout: float,
-    retries: int,
-    max_batch: int | None,
-    as_json: bool,
-    explain: bool,
+    url: str, model: str, data: BinaryIO | None, instances_json: str | None, request_timeout: float, as_json: bool,
+    explain: bool, **connection: Any,
 ) -> None:
     """Send instances to a KServe v1 endpoint at URL (the server root) and print the predictions.
 
@@ -61,26 +48,39 @@ def predict_command(
     """
     if (data is None) == (instances_json is None):
         raise click.UsageError("give the instances with exactly one of --data FILE|- and --instances JSON")
-    if data is not None:
-        name = getattr(data, "name", None)
-        source = str(name) if isinstance(name, str) and name not in ("-", "<stdin>") else "<stdin>"
-        instances = instances_from_json(data.read(), source=source)
-    else:
-        instances = instances_from_json(instances_json or "", source="--instances")
-    token = token or None  # an empty MAR_BUILD_TOKEN is no token
-    if (cookie or username) and ctx.get_parameter_source("token") == click.core.ParameterSource.ENVIRONMENT:
-        token = None  # an explicit --cookie/--username wins over a token left in the environment
-    if username and not password:
-        if data is not None and source == "<stdin>":
-            raise click.UsageError("stdin holds the instances: give the password with --password or MAR_BUILD_PASSWORD")
-        password = click.prompt(f"Dex password for {username}", hide_input=True, err=True)
-    with Client(url, host=host, token=token, cookie=cookie, cookie_name=cookie_name, username=username,
-                password=password, timeout=timeout, retries=retries, max_batch=max_batch) as client:
+    instances, source = _read_instances(data, instances_json)
+    with Client(url, timeout=request_timeout, **_credentials(connection, stdin_taken=source == "<stdin>")) as client:
         results = client.explain(model, instances) if explain else client.predict(model, instances)
     key = "explanations" if explain else "predictions"
-    if as_json:
-        click.echo(json.dumps({key: results}, ensure_ascii=False))
-        return
+    finish({key: results}, as_json=as_json, show=lambda _: _show_results(results), compact=True)
+
+
+def _read_instances(data: BinaryIO | None, instances_json: str | None) -> tuple[list[Any], str]:
+    """The instances and where they came from (the file's name, <stdin> or --instances, for error messages)."""
+    if data is None:
+        return instances_from_json(instances_json or "", source="--instances"), "--instances"
+    name = getattr(data, "name", None)
+    source = str(name) if isinstance(name, str) and name not in ("-", "<stdin>") else "<stdin>"
+    return instances_from_json(data.read(), source=source), source
+
+
+def _credentials(connection: dict[str, Any], *, stdin_taken: bool) -> dict[str, Any]:
+    """Client's auth and connection keywords from the options: which of token, cookie and login applies."""
+    options = dict(connection)
+    options["token"] = options["token"] or None  # an empty MAR_BUILD_TOKEN is no token
+    ctx = click.get_current_context()
+    if (options["cookie"] or options["username"]) and (
+        ctx.get_parameter_source("token") == click.core.ParameterSource.ENVIRONMENT
+    ):
+        options["token"] = None  # an explicit --cookie/--username wins over a token left in the environment
+    if options["username"] and not options["password"]:
+        if stdin_taken:
+            raise click.UsageError("stdin holds the instances: give the password with --password or MAR_BUILD_PASSWORD")
+        options["password"] = click.prompt(f"Dex password for {options['username']}", hide_input=True, err=True)
+    return options
+
+
+def _show_results(results: list[Any]) -> None:
     if not results:
         click.echo("no instances, nothing sent", err=True)
     width = len(str(len(results) - 1)) if results else 1

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .._render import ACCESS_MODES, DEPLOYMENT_MODES, SCALE_METRICS, Manifests, PvcRequest, S3Credentials, render
 from . import cli
+from ._options import json_option, option, s3_endpoint_option, s3_region_option
+from ._output import finish
 
 
 def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -18,10 +21,6 @@ def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx=ctx, param=param)
         out[key] = value
     return out
-
-
-def _table(**values: str | None) -> dict[str, str]:
-    return {k.replace("_", "-"): v for k, v in values.items() if v is not None}
 
 
 @cli.command("render")
@@ -42,7 +41,8 @@ def _table(**values: str | None) -> dict[str, str]:
 @click.option("--max-replicas", type=click.IntRange(min=0), help="Most replicas.")
 @click.option("--scale-target", type=click.IntRange(min=1), help="Autoscaling target for --scale-metric.")
 @click.option("--scale-metric", type=click.Choice(SCALE_METRICS), help="Autoscaling metric.")
-@click.option("--timeout", type=click.IntRange(min=1), help="Predictor request timeout in seconds.")
+@option("--predictor-timeout", type=click.IntRange(min=1), old=["--timeout"],
+        help="The predictor's request timeout in seconds (the InferenceService's spec.predictor.timeout).")
 @click.option("--deployment-mode", type=click.Choice(DEPLOYMENT_MODES), help="serving.kserve.io/deploymentMode.")
 @click.option("--canary-traffic-percent", type=click.IntRange(0, 100), help="Traffic share of the new revision.")
 @click.option("--service-account", help="ServiceAccount the predictor runs as (with S3 options: the one created).")
@@ -50,8 +50,8 @@ def _table(**values: str | None) -> dict[str, str]:
 @click.option("--annotation", "annotations", multiple=True, callback=_pairs, metavar="KEY=VALUE",
               help="Annotation (repeatable).")
 @click.option("--prometheus", is_flag=True, help="Add KServe's Prometheus scraping annotation.")
-@click.option("--s3-endpoint", help="S3-compatible endpoint, e.g. http://minio-service.kubeflow:9000.")
-@click.option("--s3-region", help="S3 region, e.g. us-east-1.")
+@s3_endpoint_option("S3-compatible endpoint as the pod reaches it, e.g. http://minio-service.kubeflow:9000.")
+@s3_region_option("S3 region, e.g. us-east-1.")
 @click.option("--s3-no-verify-ssl", is_flag=True, help="Do not verify the endpoint's TLS certificate.")
 @click.option("--s3-anonymous", is_flag=True, help="Read a public bucket without keys (no secret file needed).")
 @click.option("--s3-secret-file", type=click.Path(dir_okay=False, path_type=Path),
@@ -63,40 +63,9 @@ def _table(**values: str | None) -> dict[str, str]:
               help="The PVC's access mode.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the manifests here instead of stdout.")
+@json_option("the manifests and the model URLs (never the Secret with keys)")
 def render_command(
-    layout: Path,
-    name: str | None,
-    storage_uri: str | None,
-    namespace: str | None,
-    protocol: str | None,
-    runtime_version: str | None,
-    gpu: int | None,
-    cpu: str | None,
-    memory: str | None,
-    cpu_request: str | None,
-    cpu_limit: str | None,
-    memory_request: str | None,
-    memory_limit: str | None,
-    min_replicas: int | None,
-    max_replicas: int | None,
-    scale_target: int | None,
-    scale_metric: str | None,
-    timeout: int | None,
-    deployment_mode: str | None,
-    canary_traffic_percent: int | None,
-    service_account: str | None,
-    labels: dict[str, str],
-    annotations: dict[str, str],
-    prometheus: bool,
-    s3_endpoint: str | None,
-    s3_region: str | None,
-    s3_no_verify_ssl: bool,
-    s3_anonymous: bool,
-    s3_secret_file: Path | None,
-    pvc_size: str | None,
-    pvc_storage_class: str | None,
-    pvc_access_mode: str,
-    output: Path | None,
+    layout: Path, output: Path | None, s3_secret_file: Path | None, as_json: bool, **options: Any
 ) -> None:
     """Render the InferenceService (and S3 Secret, ServiceAccount, PVC when asked) that serves LAYOUT.
 
@@ -105,51 +74,50 @@ def render_command(
         --storage-uri pvc://leeway/bert --cpu-request 0.5 --memory-request 0.5Gi \\
         --cpu-limit 2 --memory-limit 2Gi -o isvc.yaml
     """
-    if s3_secret_file is not None and s3_anonymous:
-        raise click.UsageError("--s3-anonymous needs no keys: leave out --s3-secret-file")
     if s3_secret_file is not None and output is not None and s3_secret_file.resolve() == output.resolve():
         raise click.UsageError("--s3-secret-file must be another file than -o: keys never go into the manifests")
-    if pvc_storage_class is not None and pvc_size is None:
+    if options["pvc_storage_class"] is not None and options["pvc_size"] is None:
         raise click.UsageError("--pvc-storage-class needs --pvc-size")
-
-    s3: S3Credentials | None = None
-    verify = False if s3_no_verify_ssl else None
-    if s3_secret_file is not None:
-        s3 = S3Credentials.from_env(endpoint=s3_endpoint, region=s3_region, verify_ssl=verify)
-    elif s3_anonymous or s3_endpoint is not None or s3_region is not None or verify is not None:
-        s3 = S3Credentials(endpoint=s3_endpoint, region=s3_region, verify_ssl=verify, anonymous=s3_anonymous)
-    pvc = PvcRequest(pvc_size, pvc_storage_class, pvc_access_mode) if pvc_size is not None else None
-
-    manifests = render(
-        layout, name=name, storage_uri=storage_uri, namespace=namespace, s3=s3, pvc=pvc, protocol=protocol,
-        runtime_version=runtime_version, gpu=gpu,
-        requests=_table(cpu=cpu_request or cpu, memory=memory_request or memory),
-        limits=_table(cpu=cpu_limit or cpu, memory=memory_limit or memory),
-        min_replicas=min_replicas, max_replicas=max_replicas, scale_target=scale_target, scale_metric=scale_metric,
-        service_account=service_account, deployment_mode=deployment_mode, timeout=timeout,
-        canary_traffic_percent=canary_traffic_percent, labels=labels, annotations=annotations, prometheus=prometheus,
-    )
-
-    # render keeps a Secret apart only when it holds keys, which this command only reads for --s3-secret-file.
+    manifests = render(layout, **_render_arguments(options, keys_from_env=s3_secret_file is not None))
+    # render keeps a Secret apart only when it holds keys, which it only reads for --s3-secret-file.
     if manifests.secret is not None and s3_secret_file is not None:
         manifests.secret.write(s3_secret_file)
-        click.echo(
-            f"wrote the S3 Secret with your keys to {s3_secret_file} (mode 600): kubectl apply -f it, "
-            "never commit it", err=True,
-        )
+        click.echo(f"wrote the S3 Secret with your keys to {s3_secret_file} (mode 600): kubectl apply -f it, "
+                   "never commit it", err=True)
     if output is not None:
         manifests.write(output)
         click.echo(f"wrote {_kinds(manifests)} to {output}", err=True)
-    else:
-        click.echo(manifests.text, nl=False)
-    _print_endpoints(manifests)
+    finish(manifests, as_json=as_json, show=lambda m: _show_manifests(m, on_stdout=output is None))
+
+
+def _render_arguments(options: dict[str, Any], *, keys_from_env: bool) -> dict[str, Any]:
+    """render()'s keyword arguments from the command's options (the others have render's names already)."""
+    o = dict(options)
+    cpu, memory = o.pop("cpu"), o.pop("memory")
+    requests = _table(cpu=o.pop("cpu_request") or cpu, memory=o.pop("memory_request") or memory)
+    limits = _table(cpu=o.pop("cpu_limit") or cpu, memory=o.pop("memory_limit") or memory)
+    s3 = S3Credentials.from_options(
+        endpoint=o.pop("s3_endpoint"), region=o.pop("s3_region"),
+        verify_ssl=False if o.pop("s3_no_verify_ssl") else None, anonymous=o.pop("s3_anonymous"),
+        keys_from_env=keys_from_env,
+    )
+    size, storage_class, access_mode = o.pop("pvc_size"), o.pop("pvc_storage_class"), o.pop("pvc_access_mode")
+    pvc = PvcRequest(size, storage_class, access_mode) if size is not None else None
+    timeout = o.pop("predictor_timeout")
+    return {**o, "timeout": timeout, "requests": requests, "limits": limits, "s3": s3, "pvc": pvc}
+
+
+def _table(**values: str | None) -> dict[str, str]:
+    return {k.replace("_", "-"): v for k, v in values.items() if v is not None}
 
 
 def _kinds(manifests: Manifests) -> str:
     return ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in manifests.documents)
 
 
-def _print_endpoints(manifests: Manifests) -> None:
+def _show_manifests(manifests: Manifests, *, on_stdout: bool) -> None:
+    if on_stdout:
+        click.echo(manifests.text, nl=False)
     if not manifests.endpoints:
         return
     isvc = manifests.documents[-1]["metadata"]["name"]

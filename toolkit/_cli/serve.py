@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -12,6 +12,8 @@ import click
 
 from .._serve import LocalPredictor, ServeEvent, serve
 from . import cli
+from ._options import json_option, option
+from ._output import exit_with, finish
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -19,22 +21,44 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _ctrl_c_stops() -> Iterator[None]:
+    """Inside the block SIGINT and SIGTERM raise KeyboardInterrupt, whatever was inherited; after it, the handlers
+    that were there come back (the command may run inside a longer-lived process: a test, a notebook)."""
+    # Ctrl-C is this command's stop button. A parent can start us with SIGINT ignored (a non-interactive shell's
+    # background job) or blocked in the signal mask (both survive exec), and Python would then never raise
+    # KeyboardInterrupt: seen once in CI as a serve that Ctrl-C missed.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_STOP_SIGNALS))
+    previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(signum, handler)
+
+
+def _stop_shielded(predictor: LocalPredictor) -> None:
+    """predictor.stop() with Ctrl-C and SIGTERM ignored: a second Ctrl-C must not cut the shutdown short and leave
+    TorchServe behind (stop() is bounded)."""
+    shielded = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _STOP_SIGNALS}
+    try:
+        predictor.stop()
+    finally:
+        for signum, handler in shielded.items():
+            signal.signal(signum, handler)
+
+
 def _show_event(event: ServeEvent) -> None:
     click.echo(f"  {event}", err=True)
 
 
-def _show_endpoints(predictor: LocalPredictor, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps({
-            "url": predictor.url,
-            "models": predictor.models,
-            "predict": {m: predictor.predict_url(m) for m in predictor.models},
-            "torchserve_url": predictor.torchserve_url,
-            "metrics_url": predictor.metrics_url,
-            "log_path": str(predictor.log_path),
-            "layout": str(predictor.layout),
-        }))
-        return
+def _show_endpoints(predictor: LocalPredictor) -> None:
     click.echo(f"Serving {len(predictor.models)} model(s) like the predictor pod, ready: {', '.join(predictor.models)}")
     for model in predictor.models:
         click.echo(f"  predict  POST {predictor.predict_url(model)}")
@@ -57,11 +81,11 @@ def _show_endpoints(predictor: LocalPredictor, as_json: bool) -> None:
               help="For pvc://CLAIM/PATH: the folder where the claim is mounted.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
               help="Keep the run folder (config copy, TorchServe's logs) here instead of a temporary one.")
-@click.option("--timeout", "startup_timeout", type=click.FloatRange(1), default=300.0, show_default=True,
-              help="Seconds for TorchServe to start and every model to become ready.")
+@option("--startup-timeout", type=click.FloatRange(1), default=300.0, show_default=True, old=["--timeout"],
+        help="Seconds for TorchServe to start and every model to become ready.")
 @click.option("--torchserve", "torchserve", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The torchserve script to run, e.g. from a venv with the pod image's TorchServe 0.9.0.")
-@click.option("--json", "as_json", is_flag=True, help="Print the endpoints as one JSON line.")
+@json_option("the endpoints, on one line,")
 def serve_command(
     source: str, port: int, host: str, grpc_port: int | None, ts_ports: str, mount: Path | None,
     workdir: Path | None, startup_timeout: float, torchserve: Path | None, as_json: bool,
@@ -77,31 +101,22 @@ def serve_command(
       mar-build serve build/bert
       mar-build predict http://localhost:8080 -m bert --data request.json
     """
-    # Ctrl-C is this command's stop button: take SIGINT and SIGTERM whatever was inherited. A parent can start us
-    # with SIGINT ignored (a non-interactive shell's background job) or blocked in the signal mask (both survive
-    # exec), and Python would then never raise KeyboardInterrupt: seen once in CI as a serve that Ctrl-C missed.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        predictor = serve(
-            source, port=port, host=host, grpc_port=grpc_port, ts_ports="config" if ts_ports == "config" else "free",
-            mount=mount, workdir=workdir, startup_timeout=startup_timeout, torchserve=torchserve,
-            on_event=_show_event,
-        )
-    except KeyboardInterrupt:
-        click.echo("interrupted: stopped", err=True)
-        sys.exit(130)
-    try:
-        _show_endpoints(predictor, as_json)
-        predictor.wait()
-    except KeyboardInterrupt:
-        click.echo("stopping ...", err=True)
-    finally:
-        # A second Ctrl-C must not cut the shutdown short and leave TorchServe behind; stop() is bounded.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        predictor.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, previous)
+    with _ctrl_c_stops():
+        try:
+            predictor = serve(
+                source, port=port, host=host, grpc_port=grpc_port, mount=mount, workdir=workdir,
+                ts_ports="config" if ts_ports == "config" else "free", startup_timeout=startup_timeout,
+                torchserve=torchserve, on_event=_show_event,
+            )
+        except KeyboardInterrupt:
+            click.echo("interrupted: stopped", err=True)
+            exit_with(130)
+        try:
+            # One line with --json: whoever started us reads stdout line by line and can act on the first.
+            finish(predictor, as_json=as_json, show=_show_endpoints, compact=True)
+            predictor.wait()
+        except KeyboardInterrupt:
+            click.echo("stopping ...", err=True)
+        finally:
+            _stop_shielded(predictor)
     click.echo("stopped", err=True)

@@ -29,7 +29,8 @@ SESSION_COOKIES = (AUTHSERVICE_COOKIE, OAUTH2_PROXY_COOKIE)
 # A login is a handful of hops (gateway -> /dex/auth -> connector -> login form -> approval -> callback);
 # more than this is a redirect loop.
 _MAX_LOGIN_STEPS = 20
-COOKIE_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# An RFC 6265 cookie name (an RFC 7230 token); applied with fullmatch, since `$` also matches before a final "\n".
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 TOKEN_HINT = (
     "give a service-account token (token=, --token or MAR_BUILD_TOKEN): kubectl create token SA -n NAMESPACE "
@@ -40,6 +41,11 @@ LOGIN_HINT = (
     f"({AUTHSERVICE_COOKIE} on Kubeflow <= 1.8, {OAUTH2_PROXY_COOKIE} on >= 1.9), or pass username/password "
     "for a Dex login, or " + TOKEN_HINT.removeprefix("give ")
 )
+
+
+def is_cookie_name(name: object) -> bool:
+    """Whether ``name`` can be a cookie's name in a Cookie header."""
+    return isinstance(name, str) and _COOKIE_NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ def parse_cookie(text: str, cookie_name: str = AUTHSERVICE_COOKIE) -> dict[str, 
         name, sep, value = part.strip().partition("=")
         if not part.strip():
             continue
-        if not sep or not COOKIE_NAME_RE.match(name.strip()):
+        if not sep or not is_cookie_name(name.strip()):
             raise PredictError(
                 f"cookie part {part.strip()[:40]!r} is not name=value",
                 hint=f'give "NAME=VALUE; NAME2=VALUE2", or the value alone for the cookie {cookie_name}',
@@ -142,6 +148,83 @@ def _session_cookie(jar: httpx.Cookies, cookie_name: str) -> dict[str, str] | No
     return None
 
 
+class _Login:
+    """Where one Dex login stands: the next request to send, and which steps are behind it."""
+
+    def __init__(self, start_url: httpx.URL, credentials: Credentials, cookie_name: str) -> None:
+        self.credentials = credentials
+        self.cookie_name = cookie_name
+        self.url, self.method = start_url, "GET"
+        self.data: dict[str, str] | None = None  # the form to post, with method POST
+        self.redirected = self.posted = self.approved = self.tried_oauth2_start = False
+
+    def go(self, url: httpx.URL, method: str = "GET", data: dict[str, str] | None = None) -> None:
+        self.url, self.method, self.data = url, method, data
+
+    def advance(self, response: httpx.Response, jar: httpx.Cookies) -> dict[str, str] | None:
+        """Read ``response``: the session cookie ({} when no login is needed) once done, else None with the next
+        request set. Raises PredictError when the login cannot go on."""
+        if self.posted and (session := _session_cookie(jar, self.cookie_name)):
+            log.info("dex login: got session cookie %s", next(iter(session)))
+            return session
+        if response.is_redirect:
+            location = response.headers.get("location")
+            if not location:
+                raise _login_error("a redirect without a Location header", response)
+            self.go(response.url.join(location))
+            self.redirected = True
+            return None
+        if not self.redirected:
+            return self._not_redirected(response)
+        self._on_page(response)
+        return None
+
+    def _not_redirected(self, response: httpx.Response) -> dict[str, str] | None:
+        """The gateway's first answer was not a redirect: oauth2-proxy's 401/403, or an endpoint without login."""
+        if self.tried_oauth2_start:
+            raise _login_error("the gateway refused the call and /oauth2/start did not lead to a login", response)
+        if response.status_code in (401, 403):
+            # oauth2-proxy (Kubeflow >= 1.9) may answer 401/403 instead of redirecting: start its flow.
+            self.go(self.url.copy_with(path="/oauth2/start", query=b"rd=/"))
+            self.tried_oauth2_start = True
+            return None
+        # oidc-authservice and oauth2-proxy redirect every request without a session: this endpoint has none.
+        log.info("dex login: %s answered %s without a redirect: no login needed", _safe(self.url),
+                 response.status_code)
+        return {}
+
+    def _on_page(self, response: httpx.Response) -> None:
+        """A page of the login: Dex's login form, its connector chooser, or its approval form."""
+        if response.status_code == 401 and self.posted:
+            raise _bad_credentials(self.credentials, response)
+        if response.status_code != 200:
+            raise _login_error(f"{self.method} answered {response.status_code}", response)
+        forms = _forms(response)
+        login_form = next((f for f in forms if f.has_password), None)
+        if login_form is not None:
+            if self.posted:  # Dex shows the form again (200 in older releases) when the credentials are wrong
+                raise _bad_credentials(self.credentials, response)
+            target = response.url.join(login_form.action) if login_form.action else response.url
+            self.go(target, "POST", {**login_form.fields, "login": self.credentials.username,
+                                     "password": self.credentials.password})
+            self.posted = True
+        elif re.search(r"/auth/?\Z", response.url.path) and not self.posted:
+            # Dex's connector chooser (several connectors): go to /auth/<connector> with the same query.
+            self.go(response.url.copy_with(path=response.url.path.rstrip("/") + "/" + self.credentials.connector))
+        elif self.posted and not self.approved and "approval" in response.url.path:
+            form = next((f for f in forms if f.fields.get("approval") == "approve"), None)
+            fields = dict(form.fields) if form else {"req": response.url.params.get("req", ""), "approval": "approve"}
+            self.go(response.url.join(form.action) if form and form.action else response.url, "POST", fields)
+            self.approved = True
+        elif self.posted:
+            raise _login_error(
+                f"the login finished without a session cookie ({self.cookie_name})", response,
+                hint=f"Kubeflow >= 1.9 names it {OAUTH2_PROXY_COOKIE}: pass cookie_name= (--cookie-name)",
+            )
+        else:
+            raise _login_error("the gateway did not lead to a Dex login page", response)
+
+
 def dex_login(
     build: RequestBuilder, start_url: httpx.URL, credentials: Credentials, cookie_name: str
 ) -> Flow[dict[str, str]]:
@@ -153,72 +236,24 @@ def dex_login(
     Raises PredictError when a step fails, the credentials are refused, or no session cookie comes back.
     """
     jar = httpx.Cookies()
-    url, method, data = start_url, "GET", None
-    redirected = posted = approved = tried_oauth2_start = False
+    login = _Login(start_url, credentials, cookie_name)
     for _ in range(_MAX_LOGIN_STEPS):
-        request = build(method, url, data=data, headers={"Accept": "text/html,application/json"})
+        request = build(login.method, login.url, data=login.data, headers={"Accept": "text/html,application/json"})
         jar.set_cookie_header(request)
         try:
             response = yield from fetch(request)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise PredictError(
-                f"Dex login: {method} {_safe(url)} failed: {exc or type(exc).__name__}",
-                url=_safe(url), hint="check the gateway URL (base_url) and that it is reachable",
+                f"Dex login: {login.method} {_safe(login.url)} failed: {exc or type(exc).__name__}",
+                url=_safe(login.url), hint="check the gateway URL (base_url) and that it is reachable",
             ) from exc
         jar.extract_cookies(response)
-        log.debug("dex login: %s %s -> %s", method, _safe(url), response.status_code)
-        if posted and (session := _session_cookie(jar, cookie_name)):
-            log.info("dex login: got session cookie %s", next(iter(session)))
+        log.debug("dex login: %s %s -> %s", login.method, _safe(login.url), response.status_code)
+        session = login.advance(response, jar)
+        if session is not None:
             return session
-        if response.is_redirect:
-            location = response.headers.get("location")
-            if not location:
-                raise _login_error("a redirect without a Location header", response)
-            url, method, data, redirected = response.url.join(location), "GET", None, True
-            continue
-        if not redirected:
-            if tried_oauth2_start:
-                raise _login_error("the gateway refused the call and /oauth2/start did not lead to a login", response)
-            if response.status_code in (401, 403):
-                # oauth2-proxy (Kubeflow >= 1.9) may answer 401/403 instead of redirecting: start its flow.
-                url, method, data = url.copy_with(path="/oauth2/start", query=b"rd=/"), "GET", None
-                tried_oauth2_start = True
-                continue
-            # oidc-authservice and oauth2-proxy redirect every request without a session: this endpoint has none.
-            log.info("dex login: %s answered %s without a redirect: no login needed", _safe(url), response.status_code)
-            return {}
-        if response.status_code == 401 and posted:
-            raise _bad_credentials(credentials, response)
-        if response.status_code != 200:
-            raise _login_error(f"{method} answered {response.status_code}", response)
-        forms = _forms(response)
-        login_form = next((f for f in forms if f.has_password), None)
-        if login_form is not None:
-            if posted:  # Dex shows the form again (200 in older releases) when the credentials are wrong
-                raise _bad_credentials(credentials, response)
-            target = response.url.join(login_form.action) if login_form.action else response.url
-            url, method, posted = target, "POST", True
-            data = {**login_form.fields, "login": credentials.username, "password": credentials.password}
-            continue
-        if re.search(r"/auth/?$", response.url.path) and not posted:
-            # Dex's connector chooser (several connectors): go to /auth/<connector> with the same query.
-            url = response.url.copy_with(path=response.url.path.rstrip("/") + "/" + credentials.connector)
-            method, data = "GET", None
-            continue
-        if posted and not approved and "approval" in response.url.path:
-            form = next((f for f in forms if f.fields.get("approval") == "approve"), None)
-            fields = dict(form.fields) if form else {"req": response.url.params.get("req", ""), "approval": "approve"}
-            target = response.url.join(form.action) if form and form.action else response.url
-            url, method, data, approved = target, "POST", fields, True
-            continue
-        if posted:
-            raise _login_error(
-                f"the login finished without a session cookie ({cookie_name})", response,
-                hint=f"Kubeflow >= 1.9 names it {OAUTH2_PROXY_COOKIE}: pass cookie_name= (--cookie-name)",
-            )
-        raise _login_error("the gateway did not lead to a Dex login page", response)
     raise PredictError(
-        f"Dex login: more than {_MAX_LOGIN_STEPS} steps without a session (a redirect loop?)", url=_safe(url),
+        f"Dex login: more than {_MAX_LOGIN_STEPS} steps without a session (a redirect loop?)", url=_safe(login.url),
         hint=LOGIN_HINT,
     )
 

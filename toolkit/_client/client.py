@@ -4,44 +4,40 @@
                 cookie=SESSION) as client:
         client.predict("bert", [{"data": "Hello World!"}])          # -> [4]
 
-Every call has a timeout; retries happen only where they are safe (see ``_client_core``); answers are checked to be
+Every call has a timeout; retries happen only where they are safe (see ``session``); answers are checked to be
 KServe v1 (one prediction per instance, in order); every failure is a ``PredictError`` with the status, URL, body and
-a hint. The logic lives in sans-I/O flows shared by both clients (``_client_core``, ``_client_auth``).
+a hint. The logic lives in sans-I/O flows shared by both clients (``session``, ``auth``), and a call split into
+chunks fails the same way in both (``instances``).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import json
 import logging
 import os
 import ssl
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import httpx
 
 from .._errors import PredictError
 from .auth import AUTHSERVICE_COOKIE, OAUTH2_PROXY_COOKIE
-from .core import (
+from .flow import Flow, RequestBuilder, T, run_async, run_sync
+from .instances import (
     Chunk,
-    Session,
-    build_session,
-    check_base_url,
-    check_verb,
-    chunk_error,
-    cookie_jar_that_keeps_nothing,
     encode_instances,
     encode_json,
+    instances_from_json,
     plan_chunks,
+    run_chunks,
+    run_chunks_async,
 )
-from .flow import Flow, RequestBuilder, T, run_async, run_sync
 from .isvc import resolve_inference_service
+from .session import Session, build_session, check_base_url, check_verb, cookie_jar_that_keeps_nothing
 
 __all__ = ["AUTHSERVICE_COOKIE", "OAUTH2_PROXY_COOKIE", "AsyncClient", "Client", "instances_from_json"]
 
@@ -55,43 +51,6 @@ def _user_agent() -> str:
         return f"mar-build/{metadata.version('mar-build')}"
     except metadata.PackageNotFoundError:
         return "mar-build"
-
-
-def instances_from_json(data: str | bytes, *, source: str) -> list[Any]:
-    """Instances from JSON text: {"instances": [...]} or a bare list. ``source`` names the input in errors.
-
-    Raises PredictError for text that is not UTF-8 or not JSON, or that holds no list of instances.
-    """
-    hint = 'give {"instances": [...]} or a JSON list of instances, e.g. [{"data": "Hello World!"}]'
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise PredictError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})", hint=hint) from exc
-    if not data.strip():
-        raise PredictError(f"{source}: empty input, no instances", hint=hint)
-    try:
-        value = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise PredictError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                           hint=hint) from exc
-    if isinstance(value, dict):
-        if "instances" not in value:
-            keys = ", ".join(sorted(value)) or "none"
-            extra = " (TorchServe's KServe v1 reads only \"instances\", not \"inputs\")" if "inputs" in value else ""
-            raise PredictError(f"{source}: the JSON object has no \"instances\" key (keys: {keys}){extra}", hint=hint)
-        value = value["instances"]
-        if not isinstance(value, list):
-            raise PredictError(f"{source}: \"instances\" is a JSON {_json_type(value)}, not a list", hint=hint)
-        return value
-    if not isinstance(value, list):
-        raise PredictError(f"{source}: holds a JSON {_json_type(value)}, not a list of instances", hint=hint)
-    return value
-
-
-def _json_type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number")
 
 
 class _Base:
@@ -299,26 +258,7 @@ class Client(_Base):
         if not chunks:
             return []
         self._run(self._session.ensure_login())  # once, before chunks run in parallel
-        if len(chunks) == 1:
-            return self._run(self._session.results(model, chunks[0], verb))
-        workers = min(self.concurrency, len(chunks))
-        failed = threading.Event()
-
-        def run(chunk: Chunk) -> list[Any] | None:
-            if failed.is_set():  # an earlier chunk failed: the call has failed, send nothing more
-                return None
-            try:
-                return self._run(self._session.results(model, chunk, verb))
-            except BaseException:
-                failed.set()
-                raise
-
-        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="mar-build-predict") as pool:
-            futures = [pool.submit(run, chunk) for chunk in chunks]
-        # Leaving the pool waited for every chunk: each future is done.
-        errors = [f.exception() for f in futures]
-        results = [None if e else f.result() for f, e in zip(futures, errors, strict=True)]
-        return _assemble(chunks, errors, results)
+        return run_chunks(chunks, lambda chunk: self._run(self._session.results(model, chunk, verb)), self.concurrency)
 
 
 class AsyncClient(_Base):
@@ -388,7 +328,16 @@ class AsyncClient(_Base):
         """Close the connections."""
         await self._http.aclose()
 
-    close = aclose
+    def close(self) -> NoReturn:
+        """Refused: an AsyncClient is closed with ``await client.aclose()`` or by ``async with``.
+
+        httpx.AsyncClient has no close() at all; this one exists only to say so. A coroutine here (the old
+        ``close = aclose``) made ``client.close()`` without await a silent no-op that leaked the connections.
+        """
+        raise TypeError(
+            "AsyncClient.close() cannot close an async client: use `await client.aclose()`, or "
+            "`async with AsyncClient(...) as client:`"
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -430,42 +379,9 @@ class AsyncClient(_Base):
         chunks = self._plan(instances)
         if not chunks:
             return []
-        await self._run(self._session.ensure_login())
-        if len(chunks) == 1:
-            return await self._run(self._session.results(model, chunks[0], verb))
-        results: list[list[Any] | None] = [None] * len(chunks)
-        errors: list[BaseException | None] = [None] * len(chunks)
-        limiter = anyio.Semaphore(self.concurrency)
+        await self._run(self._session.ensure_login())  # once, before chunks run in parallel
 
-        async with anyio.create_task_group() as group:
+        async def one(chunk: Chunk) -> list[Any]:
+            return await self._run(self._session.results(model, chunk, verb))
 
-            async def one(chunk: Chunk) -> None:
-                async with limiter:
-                    if group.cancel_scope.cancel_called:  # an earlier chunk failed: send nothing more
-                        return
-                    try:
-                        results[chunk.index] = await self._run(self._session.results(model, chunk, verb))
-                    except PredictError as exc:
-                        errors[chunk.index] = exc
-                        group.cancel_scope.cancel()  # the call has failed: stop the other chunks
-
-            for chunk in chunks:
-                group.start_soon(one, chunk)
-        return _assemble(chunks, errors, results)
-
-
-def _assemble(
-    chunks: list[Chunk], errors: Sequence[BaseException | None], results: Sequence[list[Any] | None]
-) -> list[Any]:
-    """The chunks' results joined in order; the first failed chunk's error (as the call's) if any failed."""
-    for chunk, error in zip(chunks, errors, strict=True):
-        if isinstance(error, PredictError):
-            raise chunk_error(error, chunk, len(chunks)) from error
-        if error is not None:
-            raise error  # a bug, not a server answer: keep its traceback
-    joined: list[Any] = []
-    for chunk, result in zip(chunks, results, strict=True):
-        if result is None:  # cannot happen without an error above; never return a partial list as complete
-            raise PredictError(f"chunk {chunk.index + 1} of {len(chunks)} has no result")
-        joined.extend(result)
-    return joined
+        return await run_chunks_async(chunks, one, self.concurrency)

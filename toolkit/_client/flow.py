@@ -1,8 +1,9 @@
 """Sans-I/O flows: the client's logic is written once as generators, and the sync and async clients drive them.
 
 A flow yields what it needs done (an ``httpx.Request`` to send, or a ``Sleep``) and receives the answer: the
-``httpx.Response``, or the ``httpx.TransportError`` thrown in at the yield. Its return value is the result. This
-keeps retries, logins and error handling identical in ``Client`` and ``AsyncClient`` (the same idea as h11's).
+``httpx.Response``, or the ``httpx.TransportError`` (no answer) or ``httpx.DecodingError`` (an answer whose body does
+not decode) thrown in at the yield. Its return value is the result. This keeps retries, logins and error handling
+identical in ``Client`` and ``AsyncClient`` (the same idea as h11's).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import anyio
 import httpx
 
 T = TypeVar("T")
+# What sending can raise that the flow handles: no answer, or an answer whose body does not decode.
+_THROWN_IN = (httpx.TransportError, httpx.DecodingError)
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class RequestBuilder(Protocol):
 
 
 def fetch(request: httpx.Request) -> Flow[httpx.Response]:
-    """Send ``request``; the flow's value is the response (a TransportError is raised at the yield)."""
+    """Send ``request``; the flow's value is the response (a TransportError or DecodingError is raised at the yield)."""
     response = yield request
     assert response is not None, "the driver answers a request with a response"
     return response
@@ -59,7 +62,7 @@ def run_sync(flow: Flow[T], send: Callable[[httpx.Request], httpx.Response]) -> 
                 continue
             try:
                 response = send(step)
-            except httpx.TransportError as exc:
+            except _THROWN_IN as exc:
                 step = flow.throw(exc)
             else:
                 step = flow.send(response)
@@ -81,7 +84,7 @@ async def run_async(flow: Flow[T], send: Callable[[httpx.Request], Awaitable[htt
                 continue
             try:
                 response = await send(step)
-            except httpx.TransportError as exc:
+            except _THROWN_IN as exc:
                 step = flow.throw(exc)
             else:
                 step = flow.send(response)

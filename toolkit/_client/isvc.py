@@ -1,7 +1,9 @@
 """Where an InferenceService answers: read its status through the Kubernetes API and pick the URL and Host to call.
 
-Inside the cluster (a Kubeflow notebook) the cluster-local address is reached directly; outside it, calls go
-through the ingress gateway with the Host header of ``status.url`` (FACTS.md, "Kubeflow access").
+Inside the cluster (a Kubeflow notebook) the cluster-local address is reached directly: ``status.address.url``, or
+http://NAME-predictor.NAMESPACE.svc.cluster.local. Outside it, calls go through the Istio ingress gateway with the
+Host header of ``status.url`` (NAME.NAMESPACE.example.com on a default Kubeflow install), since the gateway routes by
+Host; the gateway is usually reached by ``kubectl port-forward -n istio-system svc/istio-ingressgateway 8080:80``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ import httpx
 
 from .._errors import DeployError, PredictError
 from .._kube import ApiFailure, connect
-from .._names import dns1035_label_problem
+from .._names import dns1035_label_problem, dns1123_label_problem
 
 log = logging.getLogger("toolkit.client")
-
 
 
 def in_cluster() -> bool:
@@ -44,11 +45,13 @@ def resolve_inference_service(
     Host = the host of status.url; without a gateway, status.url itself (needs DNS for that host).
     Raises PredictError when the object is missing, not ready, or the API cannot be reached.
     """
+    # Both names go into the API path: checked whole (a trailing newline would become %0A there), before any request.
     problem = dns1035_label_problem(name)
     if problem:
         raise PredictError(f"{name!r} is not a valid InferenceService name: {problem}")
-    if not isinstance(namespace, str) or not namespace:
-        raise PredictError(f"namespace must be a namespace name, not {namespace!r}")
+    problem = dns1123_label_problem(namespace)
+    if problem:
+        raise PredictError(f"namespace must be a namespace name, not {namespace!r}: {problem}")
     obj, in_pod = _read(name, namespace, api_client, kubeconfig, context, timeout)
     status = obj.get("status") or {}
     where = f"InferenceService {namespace}/{name}"

@@ -1,5 +1,10 @@
 """The deploy room: manifests applied through the Kubernetes API, waited on, diagnosed; status and delete."""
 
-from .apply import DeployEvent, DeployResult, IsvcStatus, delete, deploy, load_manifests, status
+from .apply import DeployEvent, DeployResult, deploy
+from .isvc import ComponentStatus, IsvcStatus, TrafficTarget, delete, status
+from .manifests import load_manifests
 
-__all__ = ["DeployEvent", "DeployResult", "IsvcStatus", "delete", "deploy", "load_manifests", "status"]
+__all__ = [
+    "ComponentStatus", "DeployEvent", "DeployResult", "IsvcStatus", "TrafficTarget", "delete", "deploy",
+    "load_manifests", "status",
+]

@@ -1,53 +1,34 @@
 """Why an InferenceService is not ready, said in a few lines instead of a dump.
 
 The facts come from the cluster (the InferenceService's conditions and model status, the predictor pods' container
-states, their last log lines, recent events); the hints come from matching those facts against the failures listed in
-FACTS.md, using the texts the components really print: KServe's storage-initializer (``kserve_storage`` and botocore
-messages), TorchServe's frontend and ``model_server.py``, and the KServe wrapper in the ``pytorch/torchserve-kfs``
-image. ``find_hints`` is a pure function of those facts, so every rule is testable without a cluster.
+states, their last log lines, recent events); the hints come from the rules of ``rules.py``, run over those facts.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._errors import DeployError
+from .facts import Facts, Hint
+from .pods import ISVC_LABEL, SIDECARS, ContainerReport, PodReport, clip, pod_report
+from .rules import hints_of
 
 if TYPE_CHECKING:
-    from .._kube import Cluster
+    from .._kube import ApiFailure, Cluster
 
 log = logging.getLogger("toolkit.deploy")
-
-ISVC_LABEL = "serving.kserve.io/inferenceservice"
-STORAGE_INITIALIZER = "storage-initializer"
-KSERVE_CONTAINER = "kserve-container"
-# Sidecars whose logs say nothing about the model unless they are the ones failing.
-_SIDECARS = {"istio-proxy", "queue-proxy", "istio-init", "istio-validation", "linkerd-proxy"}
 
 LOG_SCAN_LINES = 200  # read this much for the rules (the wrapper names its models early in the log) ...
 LOG_SHOW_LINES = 20  # ... and show this much
 HEALTHY_LOG_LINES = 5
 MAX_PODS = 3
 MAX_EVENTS = 10
-_MAX_LINE = 240
-
-# Waiting reasons that waiting longer does not fix.
-FATAL_WAITING = {
-    "CrashLoopBackOff",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "ErrImageNeverPull",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-}
-IMAGE_WAITING = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
 
 
-# -- facts ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Condition:
     """One entry of status.conditions."""
@@ -61,77 +42,8 @@ class Condition:
         why = ": ".join(p for p in (self.reason, self.message) if p)
         return f"{self.type:<28} {self.status:<7} {why}".rstrip()
 
-
-@dataclass(frozen=True)
-class ContainerReport:
-    """The state of one container of a predictor pod, init containers included."""
-
-    pod: str
-    name: str
-    init: bool
-    state: str  # waiting | running | terminated | unknown
-    reason: str = ""
-    message: str = ""
-    exit_code: int | None = None
-    restarts: int = 0
-    ready: bool = False
-    last_reason: str = ""
-    last_exit_code: int | None = None
-    image: str = ""
-    memory_limit: str | None = None
-
-    @property
-    def label(self) -> str:
-        return ("init " if self.init else "") + self.name
-
-    def line(self) -> str:
-        parts = [self.state + (f" {self.reason}" if self.reason else "")]
-        if self.exit_code is not None:
-            parts.append(f"exit code {self.exit_code}")
-        if self.state == "running":
-            parts.append("ready" if self.ready else "not ready")
-        if self.restarts:
-            parts.append(f"{self.restarts} restart{'s' if self.restarts != 1 else ''}")
-        if self.last_reason:
-            last = f"last exit: {self.last_reason}"
-            if self.last_exit_code is not None:
-                last += f" (exit code {self.last_exit_code})"
-            parts.append(last)
-        text = f"{self.label:<26} " + ", ".join(parts)
-        if self.message and self.state == "waiting":
-            text += f": {_clip(self.message)}"
-        return text
-
-    @property
-    def oom_killed(self) -> bool:
-        return "OOMKilled" in (self.reason, self.last_reason)
-
-    @property
-    def failing(self) -> str | None:
-        """Why this container will not get better by waiting, or None."""
-        if self.state == "waiting" and self.reason in FATAL_WAITING:
-            return f"{self.label} is {self.reason}"
-        if self.oom_killed:
-            return f"{self.label} was OOMKilled"
-        if self.init and self.state == "terminated" and self.exit_code not in (None, 0):
-            return f"{self.label} failed ({self.reason or 'Error'}, exit code {self.exit_code})"
-        return None
-
-
-@dataclass(frozen=True)
-class PodReport:
-    name: str
-    phase: str
-    containers: tuple[ContainerReport, ...]
-    unschedulable: str | None = None  # the scheduler's message, when the pod cannot be placed
-    created: str = ""
-
-    def lines(self) -> list[str]:
-        out = [f"pod {self.name} ({self.phase})"]
-        if self.unschedulable:
-            out.append(f"  unschedulable: {_clip(self.unschedulable)}")
-        out += ["  " + c.line() for c in self.containers]
-        return out
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "status": self.status, "reason": self.reason, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -141,18 +53,8 @@ class LogTail:
     previous: bool
     lines: tuple[str, ...]
 
-
-@dataclass(frozen=True)
-class Hint:
-    """One recognised failure: what is wrong (``problem``), what to do (``fix``), and whether waiting is futile."""
-
-    key: str
-    problem: str
-    fix: str
-    fatal: bool = True
-
-    def text(self) -> str:
-        return f"{self.problem}: {self.fix}"
+    def to_dict(self) -> dict[str, Any]:
+        return {"pod": self.pod, "container": self.container, "previous": self.previous, "lines": list(self.lines)}
 
 
 @dataclass
@@ -188,7 +90,7 @@ class Diagnosis:
                     continue
                 which = "previous run of " if tail.previous else ""
                 out.append(f"  {which}{tail.container} log (last {len(tail.lines)} lines):")
-                out += ["    | " + _clip(line) for line in tail.lines]
+                out += ["    | " + clip(line) for line in tail.lines]
         if self.events:
             out.append("events:")
             out += ["  " + e for e in self.events]
@@ -198,16 +100,19 @@ class Diagnosis:
             out += ["  - " + h.text() for h in self.hints]
         return out
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "namespace": self.namespace, "conditions": [c.to_dict() for c in self.conditions],
+            "model_status": self.model_status, "pods": [p.to_dict() for p in self.pods],
+            "logs": [t.to_dict() for t in self.logs], "events": list(self.events),
+            "unreadable": list(self.unreadable), "hints": [h.to_dict() for h in self.hints],
+        }
+
     def hint(self) -> str | None:
         """The hints as one string for DeployError(hint=...), one per line."""
         if not self.hints:
             return None
         return "\n        ".join(h.text() for h in self.hints)
-
-
-def _clip(text: str) -> str:
-    text = " ".join(str(text).split()) if "\n" in str(text) else str(text).rstrip()
-    return text if len(text) <= _MAX_LINE else text[: _MAX_LINE - 3] + "..."
 
 
 def conditions_of(isvc: Mapping[str, Any]) -> list[Condition]:
@@ -244,104 +149,13 @@ def model_status_of(isvc: Mapping[str, Any]) -> str | None:
     return text
 
 
-def _state(raw: Mapping[str, Any] | None) -> tuple[str, str, str, int | None]:
-    raw = raw or {}
-    for key in ("waiting", "running", "terminated"):
-        if raw.get(key) is not None:
-            body = raw[key] or {}
-            code = body.get("exitCode")
-            return key, str(body.get("reason") or ""), str(body.get("message") or ""), code
-    return "unknown", "", "", None
-
-
-def pod_report(pod: Mapping[str, Any]) -> PodReport:
-    """A pod's phase, scheduling trouble and container states (init containers first, as they run)."""
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
-    status = pod.get("status") or {}
-    limits = {
-        c.get("name"): ((c.get("resources") or {}).get("limits") or {}).get("memory")
-        for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
-    }
-    images = {
-        c.get("name"): c.get("image", "") for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
-    }
-    containers = []
-    for init, key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
-        for cs in status.get(key) or []:
-            state, reason, message, code = _state(cs.get("state"))
-            _, last_reason, _, last_code = _state(cs.get("lastState"))
-            name = str(cs.get("name"))
-            containers.append(
-                ContainerReport(
-                    pod=str(meta.get("name")),
-                    name=name,
-                    init=init,
-                    state=state,
-                    reason=reason,
-                    message=message,
-                    exit_code=code,
-                    restarts=int(cs.get("restartCount") or 0),
-                    ready=bool(cs.get("ready")),
-                    last_reason=last_reason,
-                    last_exit_code=last_code,
-                    image=str(cs.get("image") or images.get(name) or ""),
-                    memory_limit=limits.get(name),
-                )
-            )
-    if not containers:  # not scheduled yet: no statuses, but the spec says which containers will run
-        for init, key in ((True, "initContainers"), (False, "containers")):
-            for c in spec.get(key) or []:
-                containers.append(
-                    ContainerReport(
-                        pod=str(meta.get("name")),
-                        name=str(c.get("name")),
-                        init=init,
-                        state="waiting",
-                        reason="",
-                        image=str(c.get("image", "")),
-                        memory_limit=limits.get(c.get("name")),
-                    )
-                )
-    unschedulable = None
-    for cond in status.get("conditions") or []:
-        if (
-            cond.get("type") == "PodScheduled"
-            and cond.get("status") == "False"
-            and cond.get("reason") == "Unschedulable"
-        ):
-            unschedulable = str(cond.get("message") or "Unschedulable")
-    return PodReport(
-        name=str(meta.get("name")),
-        phase=str(status.get("phase") or "Unknown"),
-        containers=tuple(containers),
-        unschedulable=unschedulable,
-        created=str(meta.get("creationTimestamp") or ""),
-    )
-
-
-def pod_summary(pods: Sequence[PodReport]) -> str:
-    """One line for the live view: each pod's containers in their current state."""
-    parts = []
-    for p in pods:
-        cs = ", ".join(
-            f"{c.label} {c.state}{' ' + c.reason if c.reason else ''}{' ready' if c.ready else ''}"
-            for c in p.containers
-            if c.name not in _SIDECARS
-        )
-        parts.append(
-            f"pod {p.name} {p.phase}" + (f" [{cs}]" if cs else "") + (" unschedulable" if p.unschedulable else "")
-        )
-    return "; ".join(parts) if parts else "no predictor pod yet"
-
-
 def event_line(ev: Mapping[str, Any]) -> str:
     obj = ev.get("involvedObject") or ev.get("regarding") or {}
     count = int(ev.get("count") or (ev.get("series") or {}).get("count") or 1)
     text = (
         f"{ev.get('type', 'Normal')} {ev.get('reason', '')} {str(obj.get('kind', '')).lower()}/{obj.get('name', '')}: "
     )
-    text += _clip(str(ev.get("message") or ev.get("note") or ""))
+    text += clip(str(ev.get("message") or ev.get("note") or ""))
     return text + (f" (x{count})" if count > 1 else "")
 
 
@@ -351,66 +165,8 @@ def _event_time(ev: Mapping[str, Any]) -> str:
     )
 
 
-# -- hints: the failures of FACTS.md, recognised by the texts the components print ---------------------------------
-_S3_CREDENTIALS = re.compile(
-    r"NoCredentialsError|Unable to locate credentials|InvalidAccessKeyId|SignatureDoesNotMatch|"
-    r"S3 authentication failed|Invalid AWS credentials|AccessDenied|Access Denied|Access denied to S3 resource|"
-    r"\(403\) when calling the \w+ operation|S3 error \[403\]"
-)
-_S3_NO_BUCKET = re.compile(
-    r"NoSuchBucket|The specified bucket does not exist|S3 bucket '[^']*' does not exist|S3 resource '[^']*' not found|"
-    r"\(404\) when calling the HeadBucket operation"
-)
-_NO_OBJECTS = re.compile(r"Failed to fetch model\. No model found in|No model found in")
-_S3_UNREACHABLE = re.compile(
-    r"Could not connect to the endpoint URL|Failed to connect to S3 endpoint|EndpointConnectionError"
-)
-_LAYOUT_LEVEL = re.compile(
-    r"--ts-config file not found: \S+|--model-store directory not found: \S+|"
-    r"No such file or directory: '/mnt/models/config/config\.properties'|Model store path is not found"
-)
-_MISSING_KEY = re.compile(
-    r"KeyError: '(inference_address|management_address|grpc_inference_port|model_store|model_snapshot)'"
-)
-_MAR_MISSING = re.compile(r"Model not found at: \S+|Failed to load model: \S+")
-_TOKEN = re.compile(
-    r"InvalidKeyException|Token Authorization failed|\"GET /models/[^\s\"?]+(?:\?[^\s\"]*)? HTTP/1\.1\" 400"
-)
-_TOKEN_ENFORCED = re.compile(r"TorchServe now enforces token authorization by default")
-_WRAPPER_GAVE_UP = re.compile(r"Failed loading model (\S+)")
-# The wrapper's readiness poll for a model TorchServe did not register: TorchServe's access log line for it.
-_WRAPPER_ASKS_UNKNOWN = re.compile(r"\"GET /models/([^\s\"?]+)(?:\?[^\s\"]*)? HTTP/1\.1\" 404")
-_NAME_UNKNOWN = re.compile(r"Model with name (\S+?) does not exist|Model not found: (\S+)")
-_SERVED_NAMES = re.compile(r"Wrapper ?: Model names \[([^\]]*)\]")
-_NO_MODULE = re.compile(r"No module named '([^']+)'")
-_WORKER_DIED = re.compile(r"Backend worker process died|Load model failed: (\S+), error: Worker died")
-
-
-def _first(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
-    return pattern.search(text)
-
-
-# The prefixes the components put before a message: kserve_storage's "2026-01-01 00:00:00.000 PID logger LEVEL
-# [file:func():line] ", TorchServe's "2026-01-01T00:00:00,000 [INFO ] thread logger - ", Python's "INFO:root:".
-_LOG_PREFIX = re.compile(
-    r"^(?:\d{4}-\d\d-\d\d[T ][\d:.,]+\s+)?"
-    r"(?:\d+ \S+ (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \[[^\]]*\] |\[(?:DEBUG|INFO |WARN |ERROR)\] \S+ \S+ - )?"
-    r"(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:)?"
-)
-_MESSAGE_MAX = 160
-
-
-def _line_of(match: re.Match[str], text: str) -> str:
-    """The log line that matched, without its timestamp/level prefix, clipped: evidence quoted in a hint."""
-    start = text.rfind("\n", 0, match.start()) + 1
-    end = text.find("\n", match.end())
-    line = text[start : end if end != -1 else len(text)].strip()
-    line = _LOG_PREFIX.sub("", line, count=1).strip() or line
-    return line if len(line) <= _MESSAGE_MAX else line[: _MESSAGE_MAX - 3] + "..."
-
-
 _FRAME = re.compile(r'^\s+File "')
-_CARETS = re.compile(r"^\s*[\^~]+\s*$")
+_CARETS = re.compile(r"\s*[\^~]+\s*")
 
 
 def condense(lines: Sequence[str]) -> list[str]:
@@ -425,7 +181,7 @@ def condense(lines: Sequence[str]) -> list[str]:
             in_frame = True
             continue
         # A frame is followed by its source line (more indented) and maybe a caret line.
-        if in_frame and (line.startswith("    ") or _CARETS.match(line)):
+        if in_frame and (line.startswith("    ") or _CARETS.fullmatch(line)):
             continue
         in_frame = False
         if frames:
@@ -435,241 +191,6 @@ def condense(lines: Sequence[str]) -> list[str]:
     if frames:
         out.append(f"  ... ({frames} traceback frame{'s' if frames != 1 else ''})")
     return out
-
-
-def find_hints(
-    *,
-    containers: Sequence[ContainerReport] = (),
-    logs: Mapping[str, str] | None = None,
-    events: Sequence[str] = (),
-    pods: Sequence[PodReport] = (),
-    storage_uri: str | None = None,
-    isvc_name: str | None = None,
-    model_failure: str | None = None,
-) -> list[Hint]:
-    """The recognised failures in these facts, most specific first. ``logs`` maps container name -> log text."""
-    logs = dict(logs or {})
-    init_log = logs.get(STORAGE_INITIALIZER, "")
-    serve_log = logs.get(KSERVE_CONTAINER, "")
-    uri = storage_uri or "storageUri"
-    hints: list[Hint] = []
-
-    def add(hint: Hint) -> None:
-        if all(h.key != hint.key for h in hints):
-            hints.append(hint)
-
-    # storage-initializer: S3 credentials, missing bucket, empty prefix, unreachable endpoint.
-    if m := _first(_S3_CREDENTIALS, init_log):
-        add(
-            Hint(
-                "s3-credentials",
-                f"the storage-initializer was refused access to {uri} ({_line_of(m, init_log)})",
-                "give the InferenceService S3 credentials: a Secret with AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY and the serving.kserve.io/s3-endpoint (s3-usehttps, s3-region) annotations, "
-                "attached to a ServiceAccount that spec.predictor.serviceAccountName names (mar-build render writes "
-                "all three); check that the key may read that bucket",
-            )
-        )
-    if m := _first(_S3_NO_BUCKET, init_log):
-        add(
-            Hint(
-                "s3-bucket",
-                f"the bucket of {uri} does not exist at the S3 endpoint ({_line_of(m, init_log)})",
-                "check the bucket name in storageUri and the serving.kserve.io/s3-endpoint annotation of the S3 Secret "
-                "(for MinIO: the in-cluster endpoint), then stage there with mar-build stage",
-            )
-        )
-    if m := _first(_NO_OBJECTS, init_log):
-        add(
-            Hint(
-                "s3-empty",
-                f"nothing is stored under {uri} ({_line_of(m, init_log)})",
-                "stage the layout there first (mar-build stage LAYOUT URI) and use the storageUri it prints",
-            )
-        )
-    if m := _first(_S3_UNREACHABLE, init_log):
-        add(
-            Hint(
-                "s3-endpoint",
-                f"the storage-initializer cannot reach the S3 endpoint ({_line_of(m, init_log)})",
-                "check the serving.kserve.io/s3-endpoint annotation (host:port reachable from the cluster) and "
-                'serving.kserve.io/s3-usehttps ("0" for a plain-HTTP MinIO)',
-            )
-        )
-
-    # kserve-container: the storageUri level, the wrapper's mandatory keys, missing archives.
-    if m := _first(_LAYOUT_LEVEL, serve_log):
-        add(
-            Hint(
-                "storage-uri-level",
-                f"/mnt/models does not hold a layout ({_line_of(m, serve_log)})",
-                f"point storageUri at the folder that holds config/config.properties and model-store/ (the URI "
-                f"mar-build stage printed), not at model-store/ or a parent folder; now: {uri}",
-            )
-        )
-    if m := _first(_MISSING_KEY, serve_log):
-        add(
-            Hint(
-                "config-key",
-                f"config.properties lacks {m.group(1)}, which the KServe wrapper in the image requires",
-                "rebuild the layout with mar-build build (it writes inference_address, management_address, "
-                "grpc_inference_port, model_store and model_snapshot) and stage it again",
-            )
-        )
-    if m := _first(_MAR_MISSING, serve_log):
-        add(
-            Hint(
-                "mar-missing",
-                f"TorchServe could not load an archive named in model_snapshot ({_line_of(m, serve_log)})",
-                "stage the whole layout again so that every marName in config.properties is in model-store/",
-            )
-        )
-
-    # Token authorization (TorchServe >= 0.11.1): the wrapper's readiness poll gets 400 InvalidKeyException.
-    token = _first(_TOKEN, serve_log)
-    if token is None and _first(_TOKEN_ENFORCED, serve_log) and _first(_WRAPPER_GAVE_UP, serve_log):
-        token = _first(_WRAPPER_GAVE_UP, serve_log)
-    if token:
-        add(
-            Hint(
-                "token-auth",
-                f"TorchServe enforces token authorization and the KServe wrapper sends no token "
-                f"({_line_of(token, serve_log)}), so the model never turns ready",
-                "set disable_token_authorization=true in config.properties (mar-build build writes it) and stage "
-                "again, or add --disable-token-auth to the predictor's args",
-            )
-        )
-
-    # The model name in the URL is the model_snapshot key.
-    if m := _first(_NAME_UNKNOWN, serve_log):
-        asked = (m.group(1) or m.group(2) or "").rstrip(".")
-        served = _first(_SERVED_NAMES, serve_log)
-        names = [n.strip().strip("'\"") for n in served.group(1).split(",")] if served else []
-        names = [n for n in names if n]
-        where = (
-            f"it is served as {', '.join(repr(n) for n in names)}" if names else "its name is its model_snapshot key"
-        )
-        call = f"/v1/models/{names[0]}:predict" if names else "/v1/models/KEY:predict"
-        also = f" (the InferenceService is {isvc_name!r})" if isvc_name and isvc_name == asked else ""
-        add(
-            Hint(
-                "model-name",
-                f"a call asked for model {asked!r}, which TorchServe does not serve{also}; {where}",
-                f"call {call} (the name in the URL is the key in model_snapshot, not the InferenceService name), "
-                "or set name: in mar.yaml to the name you want and rebuild",
-                fatal=False,
-            )
-        )
-
-    if m := _first(_WRAPPER_ASKS_UNKNOWN, serve_log):
-        served = _first(_SERVED_NAMES, serve_log)
-        add(
-            Hint(
-                "wrapper-model-name",
-                f"the KServe wrapper asks TorchServe for model {m.group(1)!r}, which TorchServe did not register "
-                f"({_line_of(m, serve_log)})" + (f"; the wrapper read the names [{served.group(1)}]" if served else ""),
-                "the wrapper serves the keys of model_snapshot (and 'model' when it lists none) and TorchServe "
-                "registers the same keys unless an archive failed to load: rebuild the layout with mar-build build, "
-                "check it with mar-build check, and stage it again",
-            )
-        )
-
-    # A worker died while loading: usually a package the image lacks.
-    modules = [mod for mod in _NO_MODULE.findall(serve_log) if not mod.startswith("ts.torch_handler")]
-    died = _first(_WORKER_DIED, serve_log)
-    if modules:
-        add(
-            Hint(
-                "missing-module",
-                f"the handler imports {modules[0]!r}, which the serving image lacks"
-                + (" (TorchServe: Worker died)" if died else ""),
-                f"add {modules[0].split('.')[0]} to requirements in mar.yaml and set install_py_dep_per_model=true "
-                "(the pod then needs a package index), or serve from an image that has it",
-            )
-        )
-    elif died:
-        add(
-            Hint(
-                "worker-died",
-                f"a TorchServe worker died while loading the model ({_line_of(died, serve_log)})",
-                "read the MODEL_LOG lines of the kserve-container log above for the handler's error; run "
-                "mar-build serve on the same layout to reproduce it locally",
-                fatal=False,  # TorchServe restarts dead workers: one death alone does not doom the pod
-            )
-        )
-
-    # Container states: OOMKilled, image pulls.
-    for c in containers:
-        if c.oom_killed:
-            limit = f" (memory limit {c.memory_limit})" if c.memory_limit else ""
-            add(
-                Hint(
-                    "oom",
-                    f"{c.label} was OOMKilled{limit}",
-                    "raise the memory limit (spec.predictor.model.resources.limits.memory; kserve.resources in "
-                    "mar.yaml), or lower minWorkers/maxWorkers: each TorchServe worker holds its own copy of the model",
-                )
-            )
-        if c.state == "waiting" and c.reason in IMAGE_WAITING:
-            tag = c.image.rsplit(":", 1)[1] if ":" in c.image.rsplit("/", 1)[-1] else "latest"
-            if "torchserve-kfs" in c.image:
-                # KServe appends -gpu to the runtime's default tag for GPU requests, but uses runtimeVersion as
-                # given: a GPU predictor with runtimeVersion must name the -gpu tag itself.
-                gpu = (
-                    f"; {tag} is not a published GPU tag"
-                    if tag.endswith("-gpu")
-                    else "; with a GPU request, runtimeVersion must name the -gpu tag (e.g. 0.12.0-gpu)"
-                )
-                fix = (
-                    "set spec.predictor.model.runtimeVersion to a published pytorch/torchserve-kfs tag (KServe's "
-                    f"default 0.9.0 up to the newest 0.12.0){gpu}"
-                )
-            else:
-                fix = "check the image name and tag, and the registry credentials (imagePullSecrets)"
-            add(Hint("image", f"{c.label} cannot pull image {c.image or '?'} ({c.reason})", fix))
-
-    for p in pods:
-        if p.unschedulable:
-            wants_gpu = "nvidia.com/gpu" in p.unschedulable
-            add(
-                Hint(
-                    "unschedulable",
-                    f"pod {p.name} cannot be scheduled ({_clip(p.unschedulable)})",
-                    "lower resources.requests, or add nodes with room"
-                    + (" and GPUs (nvidia.com/gpu)" if wants_gpu else ""),
-                    fatal=False,
-                )
-            )
-
-    joined_events = "\n".join(events)
-    if m := re.search(r'persistentvolumeclaim "([^"]+)" not found', joined_events):
-        add(
-            Hint(
-                "pvc-missing",
-                f"the PersistentVolumeClaim {m.group(1)!r} of storageUri does not exist in this namespace",
-                "create it (mar-build render writes the PVC manifest) or fix the claim in storageUri pvc://CLAIM/PATH",
-            )
-        )
-    if "Multi-Attach error" in joined_events:
-        add(
-            Hint(
-                "pvc-attached",
-                "the PVC is ReadWriteOnce and already attached to another node (often the notebook that staged it)",
-                "stop the pod that holds it, or stage to a ReadWriteMany volume or to S3",
-                fatal=False,
-            )
-        )
-
-    if model_failure and re.search(r"NoSupportingRuntime|RuntimeNotRecognized|RuntimeDisabled", model_failure):
-        add(
-            Hint(
-                "runtime",
-                f"KServe found no serving runtime for this predictor ({model_failure})",
-                "check that the ClusterServingRuntime kserve-torchserve exists and is enabled (kubectl get "
-                "clusterservingruntimes) and that modelFormat is pytorch with a protocolVersion it supports",
-            )
-        )
-    return hints
 
 
 # -- gathering -----------------------------------------------------------------------------------------------------
@@ -698,6 +219,10 @@ def collect_pods(cluster: Cluster, name: str, namespace: str) -> list[PodReport]
     return reports
 
 
+Forbidden = Callable[[str, "ApiFailure"], None]
+"""forbidden(what, failure): note that ``what`` could not be read (a 403) instead of raising."""
+
+
 def diagnose(
     cluster: Cluster,
     isvc: Mapping[str, Any],
@@ -720,12 +245,8 @@ def diagnose(
     def forbidden(what: str, exc: ApiFailure) -> None:
         diag.unreadable.append(f"{what}: forbidden ({exc.request.verb} {exc.request.resource})")
         rbac.append(
-            Hint(
-                f"rbac-{exc.request.resource}",
-                f"the diagnosis could not read {what}",
-                rbac_hint(exc.request),
-                fatal=False,
-            )
+            Hint(f"rbac-{exc.request.resource}", f"the diagnosis could not read {what}", rbac_hint(exc.request),
+                 fatal=False)
         )
 
     if pods is None:
@@ -737,16 +258,33 @@ def diagnose(
             forbidden("the predictor pods", exc)
             pods = []
     diag.pods = list(pods[:MAX_PODS])
+    full_logs = _read_logs(cluster, diag, log_lines, forbidden)
+    diag.events = _read_events(cluster, diag, forbidden)
+    failure = ((isvc.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo") or {}
+    facts = Facts(
+        logs=full_logs,
+        containers=tuple(c for p in diag.pods for c in p.containers),
+        pods=tuple(diag.pods),
+        events=tuple(diag.events),
+        storage_uri=_storage_uri(isvc),
+        isvc_name=name,
+        model_failure=" ".join(str(failure.get(k, "")) for k in ("reason", "message")) if failure else None,
+    )
+    diag.hints = hints_of(facts) + rbac
+    return diag
 
+
+def _read_logs(cluster: Cluster, diag: Diagnosis, log_lines: int, forbidden: Forbidden) -> dict[str, str]:
+    """Append each container's log tail to ``diag.logs``; return the full text by container name for the rules."""
     full_logs: dict[str, str] = {}
     for pod in diag.pods:
         for c in pod.containers:
-            if c.name in _SIDECARS and c.failing is None:
+            if c.name in SIDECARS and c.failing is None:
                 continue
             previous = _log_plan(c)
             if previous is None:
                 continue
-            read = _read_log(cluster, namespace, c, previous, forbidden)
+            read = _read_log(cluster, diag.namespace, c, previous, forbidden)
             if read is None:
                 continue
             text, previous = read
@@ -757,37 +295,28 @@ def diagnose(
             diag.logs.append(LogTail(pod.name, c.name, previous, tuple(lines[-shown:])))
             # The newest pod's log speaks for the container name (the rules look at one text per container).
             full_logs.setdefault(c.name, text)
+    return full_logs
+
+
+def _read_events(cluster: Cluster, diag: Diagnosis, forbidden: Forbidden) -> list[str]:
+    """The last MAX_EVENTS events of the InferenceService and its pods, oldest first, as lines."""
+    from .._kube import ApiFailure
 
     events: list[Mapping[str, Any]] = []
-    for obj in [name] + [p.name for p in diag.pods]:
+    for obj in [diag.name] + [p.name for p in diag.pods]:
         try:
-            events += cluster.list_events(namespace, obj)
+            events += cluster.list_events(diag.namespace, obj)
         except ApiFailure as exc:
             if exc.status != 403:
                 raise
             forbidden("events", exc)
             break
     events.sort(key=_event_time)
-    diag.events = [event_line(e) for e in events[-MAX_EVENTS:]]
-
-    failure = ((isvc.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo") or {}
-    diag.hints = (
-        find_hints(
-            containers=[c for p in diag.pods for c in p.containers],
-            logs=full_logs,
-            events=diag.events,
-            pods=diag.pods,
-            storage_uri=_storage_uri(isvc),
-            isvc_name=name,
-            model_failure=" ".join(str(failure.get(k, "")) for k in ("reason", "message")) if failure else None,
-        )
-        + rbac
-    )
-    return diag
+    return [event_line(e) for e in events[-MAX_EVENTS:]]
 
 
 def _read_log(
-    cluster: Cluster, namespace: str, c: ContainerReport, previous: bool, forbidden: Any
+    cluster: Cluster, namespace: str, c: ContainerReport, previous: bool, forbidden: Forbidden
 ) -> tuple[str, bool] | None:
     """(log text, whether it is the previous run's), or None when there is none or it may not be read."""
     from .._kube import ApiFailure
@@ -814,7 +343,7 @@ def blocking_failure(isvc: Mapping[str, Any], pods: Iterable[PodReport]) -> str 
         return f"KServe reports {transition}"
     for pod in pods:
         for c in pod.containers:
-            if c.name in _SIDECARS:
+            if c.name in SIDECARS:
                 continue
             if why := c.failing:
                 return f"{why} in pod {pod.name}"

@@ -1,7 +1,8 @@
 """Reading TorchServe's logs: the WARN/ERROR lines that explain a failure, and which model's worker died and why.
 
 TorchServe writes ts_log.log (the frontend) and model_log.log (every worker's stdout/stderr, one thread name per
-worker: W-9000-MODEL_VERSION); serve() quotes these in its errors instead of leaving users to dig.
+worker: W-9000-MODEL_VERSION); serve() quotes these in its errors instead of leaving users to dig, and runs the
+cluster's rules over them (``run_hints``): what a pod's kserve-container log means, the same files mean locally.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .facts import Hint
+from .pods import KSERVE_CONTAINER
+from .rules import find_hints
+
 LOG_TAIL = 25
+RULE_SCAN_LINES = 400  # the last lines of each log file the rules read (a run's startup fits; a long run's tail)
 
 # 2026-11-22T20:52:15,904 [INFO ] W-9000-bad_1.0-stdout MODEL_LOG - Traceback (most recent call last):
-_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:,.]+ \[(?P<level>\w+)\s*\] (?P<thread>\S+) (?P<logger>\S+) - (?P<msg>.*)$")
+_LINE = re.compile(r"\d{4}-\d\d-\d\dT[\d:,.]+ \[(?P<level>\w+)\s*\] (?P<thread>\S+) (?P<logger>\S+) - (?P<msg>.*)")
 _NOISE = (
     "Your torchserve instance can access any URL",
     "worker pid is not available yet",
@@ -34,13 +40,24 @@ def plain_tail(path: Path, count: int = LOG_TAIL) -> list[str]:
     return [line for line in read_lines(path) if line.strip()][-count:]
 
 
+def run_hints(paths: Sequence[Path]) -> list[Hint]:
+    """The fatal hints the rules find in a local run's log files (TorchServe's console, ts_log.log, model_log.log,
+    the wrapper's log), read together as the pod's kserve-container log, which holds the same lines.
+
+    Only fatal hints: the others (a worker that died, which TorchServe retries; a client that asked for an unknown
+    model name) do not explain why a run could not start.
+    """
+    text = "\n".join("\n".join(read_lines(path)[-RULE_SCAN_LINES:]) for path in paths)
+    return [hint for hint in find_hints(logs={KSERVE_CONTAINER: text}) if hint.fatal]
+
+
 def log_tail(path: Path, count: int = LOG_TAIL) -> list[str]:
     """The WARN/ERROR lines of a TorchServe log (with the first line of a Java exception after each), deduplicated."""
     picked: list[str] = []
     last_entry = None
     keep_next = False
     for line in read_lines(path):
-        match = _LINE.match(line)
+        match = _LINE.fullmatch(line)
         if match is None:
             if keep_next and line.strip() and not line.startswith("\t"):
                 picked.append("  " + line.strip())
@@ -82,7 +99,7 @@ class WorkerLog:
         self.workers: dict[str, _Worker] = {}
 
     def _model_of(self, thread: str) -> str | None:
-        match = re.match(r"^W-\d+-(.+)$", thread)
+        match = re.fullmatch(r"W-\d+-(.+)", thread)
         if match is None:
             return None
         rest = match.group(1)
@@ -102,7 +119,7 @@ class WorkerLog:
         lines = (self.partial + chunk).split("\n")
         self.partial = lines.pop()
         for line in lines:
-            match = _LINE.match(line)
+            match = _LINE.fullmatch(line)
             if match is None:
                 continue
             thread = re.sub(r"-(stdout|stderr)$", "", match.group("thread"))

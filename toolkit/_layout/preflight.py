@@ -1,7 +1,9 @@
 """check(): the preflight of a layout, for layouts written by mar-build or by hand.
 
-Every problem FACTS.md lists that can be seen in the files is reported with its fix, all at once. Errors are
-what stops the predictor pod from becoming ready or answering correctly; warnings are what will surprise.
+Every known way a layout breaks KServe's kserve-torchserve predictor that can be seen in its files is reported with
+its fix, all at once; each check names what it guards against (KServe's wrapper is pytorch/serve
+``kubernetes/kserve/kserve_wrapper/__main__.py``, as in the runtime's default 0.9.0 image; the rest is TorchServe's).
+Errors are what stops the predictor pod from becoming ready or answering correctly; warnings are what will surprise.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .._errors import ArchiveError, LayoutError
@@ -30,12 +32,18 @@ Level = Literal["error", "warning"]
 
 @dataclass(frozen=True)
 class Problem:
+    """One finding of `check`: its level, what is wrong, and the fix (``hint``)."""
+
     level: Level
     message: str
     hint: str = ""
 
     def __str__(self) -> str:
         return f"{self.level}: {self.message}" + (f"\n  fix: {self.hint}" if self.hint else "")
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"level", "message", "fix"}``: the hint is called fix, as the CLI prints it."""
+        return {"level": self.level, "message": self.message, "fix": self.hint}
 
 
 @dataclass
@@ -57,6 +65,14 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict: path, ok, models, counts and every problem (what ``mar-build check --json`` prints)."""
+        return {
+            "path": str(self.path), "ok": self.ok, "models": list(self.models),
+            "errors": len(self.errors), "warnings": len(self.warnings),
+            "problems": [p.to_dict() for p in self.problems],
+        }
 
     def raise_for_errors(self) -> None:
         """Raise LayoutError listing every error (for stage/serve, which refuse a broken layout)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ class SnapshotEntry:
         value = self.settings.get("marName")
         return value if isinstance(value, str) else None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "settings": dict(self.settings)}
+
 
 @dataclass
 class Layout:
@@ -61,6 +64,14 @@ class Layout:
 
     def model_names(self) -> list[str]:
         return [e.name for e in self.entries]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict: paths as strings, the parsed keys and snapshot, the problems (not the raw text)."""
+        return {
+            "path": str(self.path), "properties": dict(self.properties), "snapshot": self.snapshot,
+            "entries": [e.to_dict() for e in self.entries], "archives": [str(p) for p in self.archives],
+            "problems": list(self.problems),
+        }
 
 
 def read_layout(path: str | Path) -> Layout:
@@ -119,6 +130,8 @@ def parse_snapshot(value: str | None, problems: list[str]) -> tuple[dict[str, An
 
 @dataclass(frozen=True)
 class ArchiveMember:
+    """One file in a .mar: its name, size unpacked and in the zip, and whether it is stored (not deflated)."""
+
     name: str
     size: int
     compressed: int
@@ -155,6 +168,13 @@ class ArchiveInfo:
 
     def has(self, name: str) -> bool:
         return any(m.name == name for m in self.members)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict: the path as a string, the manifest and build info as read, every member."""
+        return {
+            "path": str(self.path), "manifest": self.manifest, "build_info": self.build_info,
+            "members": [asdict(m) for m in self.members],
+        }
 
 
 def read_archive(path: str | Path) -> ArchiveInfo:

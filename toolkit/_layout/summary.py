@@ -34,21 +34,29 @@ class ModelSummary:
     def predict_path(self) -> str:
         return f"/v1/models/{self.name}:predict"
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field (the archive path as a string, ``largest`` as file/bytes objects)."""
+        data = asdict(self)
+        data["archive"] = str(self.archive)
+        data["largest"] = [{"file": n, "bytes": s} for n, s in self.largest]
+        return data
+
 
 @dataclass(frozen=True)
 class Inspection:
+    """What inspect() found: a single archive, or a layout with its models and config.properties keys."""
+
     path: Path
     kind: Literal["archive", "layout"]
     models: list[ModelSummary]
     properties: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["path"] = str(self.path)
-        for model in data["models"]:
-            model["archive"] = str(model["archive"])
-            model["largest"] = [{"file": n, "bytes": s} for n, s in model["largest"]]
-        return data
+        """A JSON-able dict (what ``mar-build inspect --json`` prints)."""
+        return {
+            "path": str(self.path), "kind": self.kind, "models": [m.to_dict() for m in self.models],
+            "properties": None if self.properties is None else dict(self.properties),
+        }
 
 
 def _summary(info: ArchiveInfo, name: str | None = None, settings: dict[str, Any] | None = None) -> ModelSummary:

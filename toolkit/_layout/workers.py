@@ -1,12 +1,13 @@
 """The one rule for how many workers a pod runs and how many torch threads each of them gets.
 
 Every model of a layout runs in the same predictor pod, on the CPUs of its ``limits.cpu``. TorchServe starts
-``minWorkers`` workers per model and may run up to ``maxWorkers``; each worker holds its own copy of the model and
-runs one batch at a time. Torch threads beyond the CPUs only take turns on them, so each worker gets the pod's CPUs
+``minWorkers`` workers per model from model_snapshot (it goes up to ``maxWorkers`` only when its management API is
+asked to scale, which neither KServe nor mar-build does); each worker holds its own copy of the model and runs one
+batch at a time. Torch threads beyond the CPUs only take turns on them, so each worker gets the pod's CPUs
 divided by the workers of *all* models, at least one. `render` warns with this rule and hands the answer to the
 handlers in the pod (``MAR_BUILD_THREADS`` in the predictor's environment); `serve` does the same for the CPUs of
 this machine. A handler started without that variable (a manifest mar-build did not render) divides by its own
-model's ``maxWorkers``, which is the same number for a layout of one model.
+model's ``maxWorkers``: never more threads than this rule gives for a layout of one model.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ def _count(value: object) -> int | None:
 
 
 def pod_workers(entries: Iterable[SnapshotEntry]) -> int | None:
-    """The most workers the layout's models may run at once (maxWorkers, else minWorkers, summed over the models);
-    None when some model's snapshot entry gives neither (a hand-written config with TorchServe's defaults)."""
+    """The workers TorchServe starts for the layout's models (minWorkers summed over the models); None when some
+    model's snapshot entry has no minWorkers (TorchServe then starts one worker per CPU or GPU it sees)."""
     total = 0
     for entry in entries:
-        count = _count(entry.settings.get("maxWorkers")) or _count(entry.settings.get("minWorkers"))
+        count = _count(entry.settings.get("minWorkers"))
         if count is None:
             return None
         total += count

@@ -1,5 +1,8 @@
 """The serve room: the predictor pod run locally (TorchServe behind KServe's ModelServer)."""
 
-from .predictor import LocalPredictor, ServeEvent, serve
+from .config import local_url
+from .events import ServeEvent
+from .predictor import LocalPredictor, serve
+from .threads import ThreadBudget
 
-__all__ = ["LocalPredictor", "ServeEvent", "serve"]
+__all__ = ["LocalPredictor", "ServeEvent", "ThreadBudget", "local_url", "serve"]

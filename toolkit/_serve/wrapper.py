@@ -12,7 +12,8 @@ worker is READY, and serve ``/v1/models...`` on the HTTP port. Differences from 
 
 - The pod polls before it starts listening (10 tries x 30 s) and registers only the models that became ready, so a
   slow model is a 404 there. Here the server listens at once, every snapshot model is registered, and a model
-  answers 503 until TorchServe reports a READY worker: that is what ``GET /v1/models/M`` promises (FACTS.md).
+  answers 503 until TorchServe reports a READY worker: that is what ``GET /v1/models/M`` promises (the v1
+  protocol's model-ready call: 200 ready, otherwise not ready).
 - A 404 for an unknown model lists the names this server has (the name is the model_snapshot key).
 - TorchServe's non-2xx answers reach the client with their status and body (see ``UpstreamError``).
 - It binds ``--host`` (default loopback), not always 0.0.0.0, and kserve's gRPC server runs only with --grpc-port.
@@ -37,13 +38,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import httpx
 import orjson
 
 from .._layout import parse_properties, parse_snapshot
+from .config import config_addresses
 
 # kserve.model_server parses sys.argv when it is imported (module-level argparse with allow_abbrev): our own
 # options, or pytest's, would be read as kserve's (``--config`` abbreviates ``--configure_logging``). Import it
@@ -62,23 +63,8 @@ finally:
 
 log = logging.getLogger("toolkit.wrapper")
 
-# What TorchServe answers when its defaults are in effect (ConfigManager); the pod's wrapper reads the same keys.
-DEFAULT_INFERENCE_ADDRESS = "http://127.0.0.1:8080"
-DEFAULT_MANAGEMENT_ADDRESS = "http://127.0.0.1:8081"
 UNREACHABLE_STATUS = 502
 MAX_UPSTREAM_CONNECTIONS = 100
-
-
-def local_url(address: str) -> str:
-    """An address TorchServe binds (``http://0.0.0.0:8085``) as a URL a client on this machine can call."""
-    parts = urlsplit(address if "//" in address else "http://" + address)
-    host = parts.hostname or "127.0.0.1"
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme or "http", netloc, "", "", ""))
 
 
 def read_wrapper_config(path: Path) -> tuple[list[str], str, str]:
@@ -86,9 +72,9 @@ def read_wrapper_config(path: Path) -> tuple[list[str], str, str]:
     props = parse_properties(path.read_text(encoding="utf-8"))
     _, entries = parse_snapshot(props.get("model_snapshot"), [])
     names = list(dict.fromkeys(e.name for e in entries))
-    inference = local_url(props.get("inference_address", DEFAULT_INFERENCE_ADDRESS))
-    management = local_url(props.get("management_address", DEFAULT_MANAGEMENT_ADDRESS))
-    return names, inference, management
+    # TorchServe's defaults where the keys are missing, as the pod's wrapper (and TorchServe's ConfigManager) use.
+    addresses = config_addresses(props)
+    return names, addresses["inference"], addresses["management"]
 
 
 class UpstreamError(Exception):

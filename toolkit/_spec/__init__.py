@@ -1,6 +1,16 @@
-"""The spec room: mar.yaml parsed into a ModelSpec, and `mar-build init`'s scaffold."""
+"""The spec room: mar.yaml parsed into a ModelSpec (settings: the dataclasses; parse: the checks), and
+`mar-build init`'s scaffold."""
 
+from .._names import suggest_isvc_name, suggest_model_name
 from .parse import (
+    check_isvc_name,
+    check_model_name,
+    load_spec,
+    parse_kserve_settings,
+    parse_spec,
+)
+from .scaffold import InitResult, init
+from .settings import (
     DEPLOYMENT_MODES,
     SPEC_FILENAME,
     TASKS,
@@ -9,15 +19,7 @@ from .parse import (
     Resources,
     ServerSettings,
     ServingSettings,
-    check_isvc_name,
-    check_model_name,
-    load_spec,
-    parse_kserve_settings,
-    parse_spec,
-    suggest_isvc_name,
-    suggest_model_name,
 )
-from .scaffold import InitResult, init
 
 __all__ = [
     "DEPLOYMENT_MODES", "SPEC_FILENAME", "TASKS", "InitResult", "KServeSettings", "ModelSpec", "Resources",

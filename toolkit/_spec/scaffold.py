@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import SpecError
+from .._files import PUBLIC_FILE, write_atomic
+from .._names import suggest_isvc_name, suggest_model_name
 from .._templating import render_template
-from .parse import SPEC_FILENAME, TASKS, check_model_name, load_spec, suggest_isvc_name, suggest_model_name
+from .parse import check_model_name, load_spec
+from .settings import SPEC_FILENAME, TASKS
 
 _TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "text-classification": {"max_length": 128},
@@ -23,8 +26,13 @@ _TASK_OPTIONS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class InitResult:
+    """What init() wrote: the mar.yaml, and the handler.py scaffold for task custom (else None)."""
+
     spec: Path
     handler: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": str(self.spec), "handler": str(self.handler) if self.handler is not None else None}
 
 
 def init(task: str, directory: str | Path, *, model: str | Path | None = None, name: str | None = None,
@@ -56,10 +64,9 @@ def init(task: str, directory: str | Path, *, model: str | Path | None = None, n
     handler_text = None
     if handler_file is not None:
         handler_text = render_template("custom_handler.py.jinja", name=name, class_name=_class_name(name))
-    folder.mkdir(parents=True, exist_ok=True)
-    spec_file.write_text(text, encoding="utf-8")
+    write_atomic(spec_file, text, mode=PUBLIC_FILE)  # creates the folder
     if handler_file is not None and handler_text is not None:
-        handler_file.write_text(handler_text, encoding="utf-8")
+        write_atomic(handler_file, handler_text, mode=PUBLIC_FILE)
     if model_value is not None or task == "custom":
         load_spec(spec_file)  # what init writes must load back
     return InitResult(spec_file, handler_file)

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import StagingError
-from .._files import atomic_write, write_atomic
+from .._files import atomic_write, make_dirs, write_atomic
 from .._uri import StorageUri
-from .staging import (
+from .base import (
     CONFIG_KEY,
     Cancelled,
     LocalFile,
@@ -48,7 +48,9 @@ log = logging.getLogger("toolkit.stage")
 
 RECORD_KEY = "config/.mar-build-staged.json"
 TMP_SUFFIX = ".mar-build-tmp"
-_TMP_NAME = re.compile(r"^\..+\." + re.escape(TMP_SUFFIX[1:]) + "$")
+# fullmatch: with match, '$' also matched before a trailing newline, so a file ".x.mar-build-tmp\n" (not ours)
+# was deleted as an interrupted run's temp file.
+_TMP_NAME = re.compile(r"\..+\." + re.escape(TMP_SUFFIX[1:]))
 _COPY_CHUNK = 8 * 1024 * 1024
 _OWNED_DIRS = ("config", "model-store")
 
@@ -87,6 +89,8 @@ class PvcDestination:
         if self.dry_run:
             return result
 
+        for folder in _OWNED_DIRS:
+            make_dirs(dest / folder, stop=self.root)
         uploads = {f.path for f in plan if f.action == "upload"}
         by_rel = {f.relpath: f for f in files}
         archives = [by_rel[p] for p in uploads if p != CONFIG_KEY]
@@ -241,7 +245,7 @@ def _deletions(dest: Path, files: list[LocalFile], record: dict[str, dict[str, A
             left.append(rel)
     for folder in _OWNED_DIRS:
         for path in sorted((dest / folder).iterdir()) if (dest / folder).is_dir() else []:
-            if _TMP_NAME.match(path.name) and path.is_file():
+            if _TMP_NAME.fullmatch(path.name) and path.is_file():
                 out.append(StagedFile(f"{folder}/{path.name}", "delete", path.lstat().st_size,
                                       "temp file left by an interrupted run"))
     if left:

@@ -42,7 +42,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from .._errors import StagingError
 from .._uri import StorageUri
-from .staging import (
+from .base import (
     CONFIG_KEY,
     LocalFile,
     Meter,
@@ -135,7 +135,7 @@ class S3Destination:
         if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
             raise StagingError(
                 f"endpoint URL {self.endpoint!r} has no http:// or https://", uri=target.uri,
-                hint="e.g. --endpoint-url http://minio-service.kubeflow:9000",
+                hint="e.g. --s3-endpoint http://minio-service.kubeflow:9000",
             )
         config = Config(
             max_pool_connections=max(10, concurrency + 2),
@@ -371,8 +371,8 @@ def describe_s3_error(exc: BaseException, *, bucket: str, endpoint: str | None) 
                                      "AWS_SECRET_ACCESS_KEY or the profile",
             "ExpiredToken": "the session token has expired: refresh the credentials",
             "InvalidToken": "the session token is invalid: refresh the credentials",
-            "PermanentRedirect": "the bucket lives in another region: pass --region REGION",
-            "AuthorizationHeaderMalformed": "the bucket lives in another region: pass --region REGION",
+            "PermanentRedirect": "the bucket lives in another region: pass --s3-region REGION",
+            "AuthorizationHeaderMalformed": "the bucket lives in another region: pass --s3-region REGION",
             "InvalidBucketName": "bucket names are 3-63 characters of lowercase letters, digits, '.' and '-'",
             "NotFound": f"s3://{bucket} or an object in it was not found: check the bucket, or create it with "
                         f"`aws s3 mb s3://{bucket}{where}`",
@@ -384,7 +384,7 @@ def describe_s3_error(exc: BaseException, *, bucket: str, endpoint: str | None) 
         target = endpoint or "the AWS S3 endpoint"
         return (
             f"cannot reach {target} ({type(exc).__name__})",
-            "check --endpoint-url (or AWS_ENDPOINT_URL): scheme, host and port of the S3 endpoint as seen from "
+            "check --s3-endpoint (or AWS_ENDPOINT_URL): scheme, host and port of the S3 endpoint as seen from "
             "here, e.g. http://minio-service.kubeflow:9000",
         )
     return f"{type(exc).__name__}: {exc}", "see the error above"

@@ -1,141 +1,42 @@
-"""stage(): copy a layout to where the predictor pod reads it, a PVC folder or an S3 prefix.
+"""stage(): copy a layout to where the predictor pod reads it: a PVC folder, an S3 prefix or an OCI image.
 
 What lands there is exactly what the pod needs: ``config/config.properties`` and the archives its
-``model_snapshot`` names, at the level the storage-initializer copies to /mnt/models (FACTS.md, "The predictor pod").
-Every destination follows the same order, so a reader never sees a config naming an archive that is not there:
-
-1. archives (new or changed ones only: a file whose SHA-256 already matches is skipped; local SHA-256s are
-   remembered between runs, see _hashcache.py),
-2. ``config/config.properties`` last,
-3. then archives the new config no longer names, if this layout put them there before (see _pvc.py, _s3.py).
-
-The transfers themselves live in _pvc.py and _s3.py (boto3 is an optional extra, imported only for s3://).
+``model_snapshot`` names, at the level KServe's storage-initializer copies to /mnt/models. It copies the
+*contents* of ``storageUri`` there, and the runtime starts TorchServe with
+``--model-store=/mnt/models/model-store --ts-config=/mnt/models/config/config.properties`` (kserve
+``config/runtimes/kserve-torchserve.yaml``), so the URI must name the folder holding config/ and model-store/.
+Local SHA-256s are remembered between runs (hashcache.py); the order and the transfers are the destinations'
+(base.py, pvc.py, s3.py, oci.py; boto3 is an optional extra, imported only for s3://).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
-import re
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Protocol
+from pathlib import Path
 
 from .. import _uri
 from .._errors import StagingError
-from .._layout import CONFIG_RELPATH, MODEL_STORE, check, parse_properties, parse_snapshot, read_layout
+from .._layout import MODEL_STORE, check, read_layout
 from .._uri import STAGE_SCHEMES, StorageUri
-from .hashcache import HashCache
+from .base import (
+    CONFIG_KEY,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_PART_SIZE,
+    MIN_PART_SIZE,
+    Destination,
+    LocalFile,
+    Progress,
+    StageResult,
+    is_archive_name,
+    sha256_file,
+)
+from .hashcache import HashCache, cache_dir
 
 log = logging.getLogger("toolkit.stage")
-
-Progress = Callable[[int, int], None]
-"""progress(bytes_done, bytes_total) for the bytes this run transfers; called from the caller's thread."""
-
-Action = Literal["upload", "skip", "delete"]
-
-CONFIG_KEY = CONFIG_RELPATH.as_posix()
-DEFAULT_CONCURRENCY = 8
-# S3 parts: 5 MiB is the smallest part S3 accepts. 8-16 MiB parts with 8-16 threads measured best on a loopback
-# moto_server (larger parts were slower there); 16 MiB halves the requests of the CLI's 8 MiB.
-MIN_PART_SIZE = 5 * 1024 * 1024
-DEFAULT_PART_SIZE = 16 * 1024 * 1024
-_HASH_BLOCK = 1024 * 1024
-
-_MAR_NAME = re.compile(r"^[^/\\\x00]+\.mar$")
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    """A layout file to stage: its path relative to the layout (posix), size and SHA-256."""
-
-    relpath: str
-    path: Path
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class StagedFile:
-    """One line of the plan: what happens to ``path`` (relative to the storageUri) and why."""
-
-    path: str
-    action: Action
-    size: int
-    reason: str
-    sha256: str | None = None
-
-
-@dataclass
-class StageResult:
-    """What stage() did (or, with ``dry_run``, would do).
-
-    ``storage_uri`` is the value for the InferenceService's ``storageUri``; ``destination`` is where the files
-    went (the S3 URL or the folder under the PVC mount). ``files`` is the plan in the order it runs: uploads
-    (archives, then the config), then deletions. ``aborted_uploads`` are S3 multipart uploads an interrupted run
-    left open. ``endpoint_url`` is the S3 endpoint used (None for AWS itself and for PVCs).
-    """
-
-    storage_uri: str
-    destination: str
-    files: list[StagedFile]
-    dry_run: bool = False
-    warnings: list[str] = field(default_factory=list)
-    aborted_uploads: list[str] = field(default_factory=list)
-    endpoint_url: str | None = None
-    seconds: float = 0.0
-
-    def _of(self, action: Action) -> list[StagedFile]:
-        return [f for f in self.files if f.action == action]
-
-    @property
-    def uploaded(self) -> list[StagedFile]:
-        return self._of("upload")
-
-    @property
-    def skipped(self) -> list[StagedFile]:
-        return self._of("skip")
-
-    @property
-    def deleted(self) -> list[StagedFile]:
-        return self._of("delete")
-
-    @property
-    def bytes_uploaded(self) -> int:
-        return sum(f.size for f in self.uploaded)
-
-    @property
-    def bytes_skipped(self) -> int:
-        return sum(f.size for f in self.skipped)
-
-    @property
-    def is_s3(self) -> bool:
-        return self.storage_uri.startswith("s3://")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "storage_uri": self.storage_uri,
-            "destination": self.destination,
-            "dry_run": self.dry_run,
-            "files": [
-                {"path": f.path, "action": f.action, "size": f.size, "reason": f.reason, "sha256": f.sha256}
-                for f in self.files
-            ],
-            "uploaded": len(self.uploaded),
-            "skipped": len(self.skipped),
-            "deleted": len(self.deleted),
-            "bytes_uploaded": self.bytes_uploaded,
-            "bytes_skipped": self.bytes_skipped,
-            "aborted_uploads": self.aborted_uploads,
-            "endpoint_url": self.endpoint_url,
-            "warnings": self.warnings,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def stage(
@@ -149,6 +50,8 @@ def stage(
     dry_run: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
     part_size: int = DEFAULT_PART_SIZE,
+    oci_base: str | None = None,
+    insecure_registry: bool = False,
     progress: Progress | None = None,
 ) -> StageResult:
     """Copy ``layout`` (checked first) to ``uri`` and return the storageUri to use and what was transferred.
@@ -156,38 +59,29 @@ def stage(
     ``uri`` is ``pvc://CLAIM/PREFIX`` (needs ``mount``, the folder where the claim is mounted here) or
     ``s3://BUCKET/PREFIX`` (boto3: credentials from the environment or ``profile``; ``endpoint_url`` or env
     AWS_ENDPOINT_URL for MinIO and other S3-compatible stores). ``dry_run`` writes nothing and returns the plan.
-    ``part_size`` is the S3 multipart threshold and part size. ``progress(done, total)`` gets transferred bytes.
+    ``part_size`` is the S3 multipart threshold and part size. ``uri`` may also be ``oci://REGISTRY/REPO:TAG``:
+    an image holding the layout under /models, pushed to the registry (credentials from the docker/podman auth
+    files); ``oci_base`` is the image to stack it on (KServe's modelcar mode needs sh, ln, sleep and mkdir in it),
+    ``insecure_registry`` allows plain http to a registry that is not on loopback (loopback always uses it).
+    ``progress(done, total)`` gets transferred bytes.
     Raises LayoutError when the layout fails `check`, StagingError for a bad URI or destination (with the S3
     error code and a hint), and re-raises whatever ``progress`` raises after cancelling the transfers.
     """
     started = time.perf_counter()
     target = parse_storage_uri(uri)
-    if concurrency < 1:
-        raise StagingError(f"concurrency must be at least 1 (got {concurrency})", uri=uri)
-    if target.scheme == "pvc":
-        if endpoint_url or profile or region:
-            raise StagingError(
-                "--endpoint-url, --profile and --region apply to s3:// URIs only", uri=uri,
-                hint=f"for {target.uri} pass --mount DIR, the folder where the claim is mounted",
-            )
-    elif mount is not None:
-        raise StagingError("--mount applies to pvc:// URIs only", uri=uri,
-                           hint="drop --mount; an s3:// URI is written through the S3 API")
-    if part_size < MIN_PART_SIZE:
-        raise StagingError(f"part size {part_size} is below S3's minimum of {MIN_PART_SIZE} bytes (5 MiB)", uri=uri)
-
+    _check_options(target, mount=mount, endpoint_url=endpoint_url, profile=profile, region=region,
+                   concurrency=concurrency, part_size=part_size, oci_base=oci_base,
+                   insecure_registry=insecure_registry)
     paths, warnings = layout_paths(layout)
-    # Hash in threads (hashlib and file reads drop the GIL) while this thread checks the destination and sets
-    # up the S3 client: on a re-stage of a large layout these two are most of the time.
-    hashes = HashCache()
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(paths)))) as pool:
-        digests = [pool.submit(hashes.digest, path, sha256_file) for _, path in paths]
-        destination = _destination(target, mount=mount, endpoint_url=endpoint_url, profile=profile, region=region,
-                                   dry_run=dry_run, concurrency=concurrency, part_size=part_size)
-        files = [LocalFile(rel, path, path.stat().st_size, d.result())
-                 for (rel, path), d in zip(paths, digests, strict=True)]
-    if not dry_run:
-        hashes.save()
+
+    def open_destination() -> Destination:
+        if target.scheme == "oci":
+            return _oci_destination(target, base=oci_base, insecure_registry=insecure_registry, dry_run=dry_run,
+                                    concurrency=concurrency)
+        return _destination(target, mount=mount, endpoint_url=endpoint_url, profile=profile, region=region,
+                            dry_run=dry_run, concurrency=concurrency, part_size=part_size)
+
+    files, destination = _hash_while(paths, open_destination, concurrency=concurrency, save=not dry_run)
     result = destination.stage(files, progress=progress)
     result.warnings[:0] = warnings
     result.seconds = time.perf_counter() - started
@@ -201,10 +95,57 @@ def stage(
     return result
 
 
-class Destination(Protocol):
-    """A checked destination (a PVC folder, an S3 prefix) that plans and writes the files (_pvc.py, _s3.py)."""
+def parse_storage_uri(uri: str) -> StorageUri:
+    """Parse ``pvc://CLAIM[/PREFIX]``, ``s3://BUCKET[/PREFIX]`` or ``oci://REGISTRY/REPO:TAG`` (the grammar of
+    toolkit/_uri.py; the image reference itself is checked by the oci destination); StagingError."""
+    return _uri.parse_storage_uri(uri, schemes=STAGE_SCHEMES, error=functools.partial(StagingError, uri=uri))
 
-    def stage(self, files: list[LocalFile], *, progress: Progress | None) -> StageResult: ...
+
+def _check_options(target: StorageUri, *, mount: str | Path | None, endpoint_url: str | None, profile: str | None,
+                   region: str | None, concurrency: int, part_size: int, oci_base: str | None,
+                   insecure_registry: bool) -> None:
+    """Refuse, before the layout is read, options that do not apply to ``target`` or are out of range."""
+    uri = target.uri
+    if concurrency < 1:
+        raise StagingError(f"concurrency must be at least 1 (got {concurrency})", uri=uri)
+    if target.scheme == "oci":
+        if mount is not None or endpoint_url or profile or region:
+            raise StagingError("--mount, --endpoint-url, --profile and --region do not apply to oci:// URIs",
+                               uri=uri, hint="registry credentials come from `podman login` / `docker login`")
+        return
+    if oci_base is not None or insecure_registry:
+        raise StagingError("--base and --insecure-registry apply to oci:// URIs only", uri=uri,
+                           hint="drop them, or stage to oci://REGISTRY/REPOSITORY:TAG")
+    if target.scheme == "pvc":
+        if endpoint_url or profile or region:
+            raise StagingError(
+                "--endpoint-url, --profile and --region apply to s3:// URIs only", uri=uri,
+                hint=f"for {uri} pass --mount DIR, the folder where the claim is mounted",
+            )
+    elif mount is not None:
+        raise StagingError("--mount applies to pvc:// URIs only", uri=uri,
+                           hint="drop --mount; an s3:// URI is written through the S3 API")
+    if part_size < MIN_PART_SIZE:
+        raise StagingError(f"part size {part_size} is below S3's minimum of {MIN_PART_SIZE} bytes (5 MiB)", uri=uri)
+
+
+def _hash_while(
+    paths: list[tuple[str, Path]], open_destination: Callable[[], Destination], *, concurrency: int, save: bool
+) -> tuple[list[LocalFile], Destination]:
+    """Hash the files in threads while this thread opens the destination; return both.
+
+    hashlib and file reads drop the GIL, and checking the destination (and setting up an S3 client) waits on
+    I/O: on a re-stage of a large layout these two are most of the time, so they overlap.
+    """
+    hashes = HashCache()
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(paths)))) as pool:
+        digests = [pool.submit(hashes.digest, path, sha256_file) for _, path in paths]
+        destination = open_destination()
+        files = [LocalFile(rel, path, path.stat().st_size, d.result())
+                 for (rel, path), d in zip(paths, digests, strict=True)]
+    if save:
+        hashes.save()
+    return files, destination
 
 
 def _destination(target: StorageUri, *, mount: str | Path | None, endpoint_url: str | None,
@@ -223,17 +164,12 @@ def _destination(target: StorageUri, *, mount: str | Path | None, endpoint_url: 
                          concurrency=concurrency, part_size=part_size)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# The storage URI
+def _oci_destination(target: StorageUri, *, base: str | None, insecure_registry: bool, dry_run: bool,
+                     concurrency: int) -> Destination:
+    from .oci import OciDestination
 
-
-def parse_storage_uri(uri: str) -> StorageUri:
-    """Parse ``pvc://CLAIM[/PREFIX]`` or ``s3://BUCKET[/PREFIX]`` (the grammar of toolkit/_uri.py); StagingError."""
-    return _uri.parse_storage_uri(uri, schemes=STAGE_SCHEMES, error=functools.partial(StagingError, uri=uri))
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The layout's files
+    return OciDestination(target, base=base, insecure_registry=insecure_registry, dry_run=dry_run,
+                          concurrency=concurrency, layer_cache=cache_dir() / "oci-layers.json")
 
 
 def layout_paths(layout: str | Path) -> tuple[list[tuple[str, Path]], list[str]]:
@@ -241,6 +177,7 @@ def layout_paths(layout: str | Path) -> tuple[list[tuple[str, Path]], list[str]]
 
     Runs `check` first and raises its LayoutError when the layout has errors; its warnings are returned.
     Archives in model-store/ that model_snapshot does not name are not staged (the pod would never load them).
+    Raises StagingError for a marName that is not a plain file name in model-store/.
     """
     report = check(layout)
     report.raise_for_errors()
@@ -250,7 +187,7 @@ def layout_paths(layout: str | Path) -> tuple[list[tuple[str, Path]], list[str]]
     for entry in read.entries:
         mar = entry.mar_name
         if mar is not None and mar not in names:
-            if not _MAR_NAME.match(mar) or mar in (".", ".."):
+            if not is_archive_name(mar):
                 raise StagingError(f"marName {mar!r} of model {entry.name!r} is not a plain file name",
                                    hint="marName must name a file directly in model-store/, e.g. bert.mar")
             names.append(mar)
@@ -259,93 +196,3 @@ def layout_paths(layout: str | Path) -> tuple[list[tuple[str, Path]], list[str]]
         warnings.append(f"not staged (model_snapshot does not name them): {', '.join(unnamed)}")
     paths = [(f"{MODEL_STORE}/{n}", read.model_store / n) for n in names] + [(CONFIG_KEY, read.config_path)]
     return paths, warnings
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks (hashlib drops the GIL on them, so threads hash in parallel)."""
-    digest = hashlib.sha256()
-    buf = bytearray(_HASH_BLOCK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-    return digest.hexdigest()
-
-
-def referenced_archives(config_text: str) -> set[str]:
-    """The marNames a config.properties text names in model_snapshot (empty when it has none or is unreadable)."""
-    _, entries = parse_snapshot(parse_properties(config_text).get("model_snapshot"), [])
-    return {e.mar_name for e in entries if e.mar_name is not None}
-
-
-def is_archive_key(relpath: str) -> bool:
-    """True for ``model-store/NAME.mar`` directly in model-store/ (the only files stage ever deletes)."""
-    parts = PurePosixPath(relpath).parts
-    return len(parts) == 2 and parts[0] == MODEL_STORE and parts[1].endswith(".mar")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Progress: workers count bytes, the caller's thread reports them (so a progress bar needs no locking, and an
-# exception raised by the callback, or Ctrl-C, reaches the caller, which then cancels the transfers).
-
-
-class Cancelled(Exception):
-    """Raised inside a worker when the run is being cancelled (the caller's own exception is what propagates)."""
-
-
-class _Waitable(Protocol):
-    def done(self) -> bool: ...
-
-    def result(self) -> Any: ...
-
-
-class Meter:
-    """Thread-safe byte counter shared by the transfer workers; ``wait`` reports it from the calling thread."""
-
-    def __init__(self, total: int, progress: Progress | None) -> None:
-        self.total = total
-        self.done = 0
-        self.stop = threading.Event()
-        self._progress = progress
-        self._lock = threading.Lock()
-        self._changed = threading.Event()
-        self._reported = -1
-
-    def add(self, n: int) -> None:
-        with self._lock:
-            self.done += n
-        self._changed.set()
-
-    def poke(self) -> None:
-        """Wake the waiting thread (a transfer finished)."""
-        self._changed.set()
-
-    def report(self) -> None:
-        if self._progress is not None and self.done != self._reported:
-            self._reported = self.done
-            self._progress(min(self.done, self.total), self.total)
-
-    def wait(self, futures: Iterable[_Waitable], interval: float = 0.1) -> None:
-        """Wait for every future, reporting progress; raise the first failure (the caller cancels the rest)."""
-        pending = list(futures)
-        self.report()
-        while pending:
-            self._changed.wait(interval)
-            self._changed.clear()
-            still = []
-            for future in pending:
-                if future.done():
-                    future.result()
-                else:
-                    still.append(future)
-            pending = still
-            self.report()
-
-
-def human_size(n: float) -> str:
-    """1536 -> '1.5 KB' (binary units, as the build command prints them)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
