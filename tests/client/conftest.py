@@ -1,11 +1,11 @@
-"""Fixtures for the client's tests (the stand-ins themselves are in client_standins.py)."""
+"""Fixtures for the client's tests (the stand-ins themselves are in client_support.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
 import pytest
-from client_standins import App, LoopbackServer, V1Model
+from client_support import App, LoopbackServer, V1Model
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from client_standins import V1Model, json_response
+from client_support import V1Model, json_response
 
 import toolkit._client.client
 from toolkit._client.client import AsyncClient, Client

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner, Result
-from client_standins import KubeflowGateway, V1Model, json_response
+from client_support import KubeflowGateway, V1Model, json_response
 
 from toolkit._cli import cli
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from client_standins import KubeflowGateway, V1Model, cookies_of
+from client_support import KubeflowGateway, V1Model, cookies_of
 
 from toolkit._client.client import AsyncClient, Client
 from toolkit._errors import PredictError

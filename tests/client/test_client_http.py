@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from client_standins import BASE, Script, V1Model, json_response, make
+from client_support import BASE, Script, V1Model, json_response, make
 
 import toolkit._client.client
 from toolkit._client.client import Client

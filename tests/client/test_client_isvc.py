@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from client_standins import V1Model, json_response
+from client_support import V1Model, json_response
 from kubernetes import client as k8s
 
 from toolkit._client.client import AsyncClient, Client

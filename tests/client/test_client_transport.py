@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from client_standins import BASE, Script, V1Model, json_response, make
+from client_support import BASE, Script, V1Model, json_response, make
 
 from toolkit._client import Client
 from toolkit._errors import PredictError

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from client_standins import V1Model, json_response
+from client_support import V1Model, json_response
 
 from toolkit._client import AsyncClient, Client
 from toolkit._errors import PredictError

@@ -1,4 +1,4 @@
-"""Fixtures for deploy/status/delete: the stand-in API server (k8s_standin.py), clients pointed at it, and a kubeconfig
+"""Fixtures for deploy/status/delete: the stand-in API server (k8s_support.py), clients pointed at it, and a kubeconfig
 for the CLI."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_standin import NAMESPACE, TOKEN, StandInApiServer
+from k8s_support import NAMESPACE, TOKEN, StandInApiServer
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_standin import (
+from k8s_support import (
     NAMESPACE,
     POD,
     TOKEN_LOG,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from k8s_standin import NAMESPACE, Frame, StandInApiServer, ready_status
+from k8s_support import NAMESPACE, Frame, StandInApiServer, ready_status
 
 from toolkit._cli import cli
 from toolkit._deploy import deploy

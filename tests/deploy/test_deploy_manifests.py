@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_standin import StandInApiServer, isvc_manifest, s3_companions
+from k8s_support import StandInApiServer, isvc_manifest, s3_companions
 
 from toolkit import DeployError, SpecError
 from toolkit._deploy import deploy

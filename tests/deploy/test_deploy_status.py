@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from k8s_standin import (
+from k8s_support import (
     NAMESPACE,
     POD,
     TOKEN_LOG,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from handler_harness import Loaded, assemble, load
+from handler_support import Loaded, assemble, load
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +60,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, minilm: Path) -> Callabl
 
 @pytest.fixture
 def archive(tmp_path: Path) -> Iterator[Callable[..., Loaded]]:
-    """archive(task, model, **assemble_keywords) -> the loaded archive (see handler_harness.assemble)."""
+    """archive(task, model, **assemble_keywords) -> the loaded archive (see handler_support.assemble)."""
     threads = torch.get_num_threads()
     count = 0
 

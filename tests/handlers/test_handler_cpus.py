@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from handler_harness import StandInContext, assemble, handler_module
+from handler_support import StandInContext, assemble, handler_module
 
 cpus = handler_module("cpus")
 base = handler_module("base")

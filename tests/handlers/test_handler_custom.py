@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from handler_harness import raw, v1
+from handler_support import raw, v1
 
 from toolkit._templating import render_template
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from handler_harness import raw, v1
+from handler_support import raw, v1
 
 SENTENCES = [
     "A man is eating food.",
@@ -43,7 +43,7 @@ def by_hand(folder: Path, texts: list[str], max_length: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def minilm_served(minilm, tmp_path_factory):
-    from handler_harness import assemble, load
+    from handler_support import assemble, load
 
     threads = torch.get_num_threads()
     served = load(assemble(tmp_path_factory.mktemp("minilm") / "archive", "embeddings", minilm, link_model=True))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from handler_harness import (
+from handler_support import (
     HANDLERS,
     Call,
     StandInContext,

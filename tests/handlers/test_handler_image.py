@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from handler_harness import model_source, raw, v1
+from handler_support import model_source, raw, v1
 from PIL import Image
 
 NET = """

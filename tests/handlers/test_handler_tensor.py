@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from handler_harness import model_source, raw, v1
+from handler_support import model_source, raw, v1
 
 NET = """
 import torch

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from handler_harness import handler_module, raw, v1
+from handler_support import handler_module, raw, v1
 
 TOKEN_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 TEXTS = [

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from handler_harness import assemble
+from handler_support import assemble
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from gateway import Gateway
+from gateway_support import Gateway
 from integration_support import CASES, SAMPLE_FOLDERS, SAMPLES, SESSION, Served
 
 from toolkit._build.builder import build

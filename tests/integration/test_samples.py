@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from gateway import Gateway
+from gateway_support import Gateway
 from integration_support import SESSION, Served
 
 from toolkit import PredictError

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from render_schemas import validate_all
+from schema_support import validate_all
 
 from toolkit import KServeSettings
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import render_schemas
+import schema_support
 import yaml
-from render_schemas import CRDS, SCHEMAS, crd_validator, schema_path, validate_document
+from schema_support import CRDS, SCHEMAS, crd_validator, schema_path, validate_document
 
 
 @pytest.mark.parametrize("kind", sorted(CRDS))
@@ -46,9 +46,7 @@ def test_monitors_validate(kind):
 
 
 def test_a_missing_schema_fails_the_test_instead_of_skipping_it(monkeypatch, tmp_path: Path):
-
-
-    monkeypatch.setattr(render_schemas, "SCHEMAS", tmp_path)
+    monkeypatch.setattr(schema_support, "SCHEMAS", tmp_path)
     crd_validator.cache_clear()
     try:
         with pytest.raises(pytest.fail.Exception, match="is missing"):

@@ -23,7 +23,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
-HARNESS = REPO / "tests" / "handlers" / "handler_harness.py"
+HARNESS = REPO / "tests" / "handlers" / "handler_support.py"
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,13 @@ def prepare_module(sample: str) -> ModuleType:
 
 
 def handler_harness() -> ModuleType:
-    """tests/handlers/handler_harness.py: assembles an extracted-archive folder and drives it as TorchServe does."""
-    module = sys.modules.get("handler_harness")
+    """tests/handlers/handler_support.py: assembles an extracted-archive folder and drives it as TorchServe does."""
+    module = sys.modules.get("handler_support")
     if module is None:
-        spec = importlib.util.spec_from_file_location("handler_harness", HARNESS)
+        spec = importlib.util.spec_from_file_location("handler_support", HARNESS)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules["handler_harness"] = module
+        sys.modules["handler_support"] = module
         spec.loader.exec_module(module)
     return module
 
