@@ -20,11 +20,15 @@ from . import _names
 from ._errors import ToolkitError
 
 # Schemes KServe's storage-initializer can fetch a folder from (file:// and hf:// cannot hold a layout for the pod).
-KSERVE_SCHEMES = ("pvc", "s3", "gs", "https", "http", "hdfs", "webhdfs", "oci")
+# oci:// is KServe's modelcar mode; oci+fetch:// (the storage-initializer pulls the layers) and oci+native:// (an image
+# volume) read the same image.
+KSERVE_SCHEMES = ("pvc", "s3", "gs", "https", "http", "hdfs", "webhdfs", "oci", "oci+fetch", "oci+native")
+OCI_SCHEMES = ("oci", "oci+fetch", "oci+native")
 STAGE_SCHEMES = ("pvc", "s3", "oci")
 
 _URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)", re.DOTALL)
-_ROOT_WORD = {"pvc": "claim", "s3": "bucket", "gs": "bucket", "oci": "registry"}
+_ROOT_WORD = {"pvc": "claim", "s3": "bucket", "gs": "bucket", "oci": "registry", "oci+fetch": "registry",
+              "oci+native": "registry"}
 _WHY_NOT = {
     "file": "file:// is a path inside the pod, where no layout is",
     "hf": "hf:// names a Hugging Face repository, not a layout with config/ and model-store/",
@@ -91,7 +95,7 @@ def parse_storage_uri(
     path = path[:-1] if path.endswith("/") else path
     if not root:
         what = _ROOT_WORD.get(scheme, "host")
-        raise error(f"{uri!r} has no {what}", hint=f"for example {_EXAMPLES.get(scheme, example)}")
+        raise error(f"{uri!r} has no {what}", hint=f"for example {_EXAMPLES.get(scheme.partition('+')[0], example)}")
     _check_root(uri, scheme, root, error)
     bad = [s for s in path.split("/") if s in ("", ".", "..")] if path else []
     if bad or path.startswith("/"):
@@ -116,7 +120,7 @@ def _check_root(uri: str, scheme: str, root: str, error: ErrorFactory) -> None:
         if problem:
             raise error(f"{root!r} is not a valid PersistentVolumeClaim name: {problem}",
                         hint="kubectl get pvc lists the claims of a namespace")
-    elif scheme == "oci" and not _OCI_REGISTRY.fullmatch(root):
+    elif scheme in OCI_SCHEMES and not _OCI_REGISTRY.fullmatch(root):
         raise error(f"{root!r} in {uri!r} is not a registry host[:port]", hint=f"for example {_OCI_EXAMPLE}")
     elif scheme in ("s3", "gs"):
         problem = _names.bucket_problem(root, scheme)

@@ -17,10 +17,10 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 from s3_support import free_port
@@ -198,20 +198,6 @@ def write_auth_file(path: Path, host: str, user: str, password: str) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def kserve_fetch(ref: str, out_dir: Path, docker_config: Path | None = None) -> Path:
     """Download ``oci://REF`` with kserve_storage.Storage.download, the storage-initializer's oci+fetch code
     (plain http, as storageInitializer.ociInsecureRegistry=true makes it), into ``out_dir``."""
@@ -219,7 +205,7 @@ def kserve_fetch(ref: str, out_dir: Path, docker_config: Path | None = None) -> 
 
     env = {"KSERVE_OCI_INSECURE_REGISTRY": "true",
            "KSERVE_OCI_DOCKER_CONFIG": str(docker_config or out_dir.parent / "no-docker-config.json")}
-    with _env(env):
+    with mock.patch.dict(os.environ, env):
         Storage.download(f"oci://{ref}", str(out_dir))
     return out_dir
 

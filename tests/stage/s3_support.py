@@ -6,7 +6,6 @@ import ...``); the fixtures built on them are in tests/stage/conftest.py.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -17,9 +16,11 @@ import sys
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import httpx
 
@@ -98,21 +99,11 @@ def start_moto(log: Path, env: Mapping[str, str] | None = None, timeout: float =
             time.sleep(0.05)
 
 
-@contextlib.contextmanager
-def s3_env(endpoint: str) -> Iterator[None]:
+def s3_env(endpoint: str) -> AbstractContextManager[object]:
     """The environment the storage-initializer gets from KServe for an S3 Secret (s3-endpoint, usehttps=0)."""
     values = {"AWS_ENDPOINT_URL": endpoint, "S3_USE_HTTPS": "0", "S3_VERIFY_SSL": "0",
               "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return mock.patch.dict(os.environ, values)
 
 
 def kserve_download(uri: str, out_dir: Path, endpoint: str) -> Path:

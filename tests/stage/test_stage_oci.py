@@ -26,8 +26,8 @@ from oci_support import (
 from s3_support import free_port, make_layout, tree, write_mar
 
 from toolkit import StagingError
+from toolkit._registries import is_loopback
 from toolkit._stage import stage
-from toolkit._stage._oci_registry import is_loopback
 
 pytestmark = pytest.mark.usefixtures("auth_files")
 
@@ -378,3 +378,82 @@ def test_a_podman_built_base_takes_the_layout_and_podman_pulls_the_result(
     run("pull", "-q", "--tls-verify=false", ref)
     image = json.loads(run("image", "inspect", ref))[0]
     assert len(image["RootFS"]["Layers"]) == 2 + 3 and image["Config"]["Env"][0].startswith("PATH=")
+
+
+# ---- serve and render read what stage pushed ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["oci", "oci+fetch", "oci+native"])
+def test_serve_pulls_the_staged_image_as_kserve_fetch_mode_does(
+    layout: Path, oci_registry: OciRegistry, scheme: str
+) -> None:
+    """serve's source step gives TorchServe exactly the layout stage pushed, whichever oci scheme names the image
+    (KServe's webhook hands all three to the initializer as oci://)."""
+    from toolkit._serve.source import resolve_source
+
+    ref = f"{oci_registry.host}/team/served:v1"
+    stage(layout, f"oci://{ref}")
+    cleanup: list[Path] = []
+    events: list[object] = []
+    try:
+        folder = resolve_source(f"{scheme}://{ref}", None, cleanup, events.append)
+        assert tree(folder) == tree(layout)
+        assert [getattr(e, "kind", None) for e in events] == ["download"]
+    finally:
+        for path in cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def test_serve_names_an_image_that_is_not_there(oci_registry: OciRegistry) -> None:
+    from toolkit import ServeError
+    from toolkit._serve.source import resolve_source
+
+    with pytest.raises(ServeError) as info:
+        resolve_source(f"oci://{oci_registry.host}/team/absent:v1", None, [], lambda e: None)
+    assert "could not pull oci://" in info.value.message
+    assert "podman login" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(("scheme", "says"), [
+    ("oci", "enableModelcar"), ("oci+fetch", "ociInsecureRegistry"), ("oci+native", "ImageVolume"),
+])
+def test_render_says_what_the_cluster_needs_for_an_image(
+    tensor_spec, tmp_path: Path, caplog: pytest.LogCaptureFixture, scheme: str, says: str
+) -> None:
+    from toolkit import build, render
+
+    built = build(tensor_spec(), tmp_path / "layout")
+    with caplog.at_level(logging.WARNING, logger="toolkit.render"):
+        manifests = render(built.layout, name="lin", storage_uri=f"{scheme}://ghcr.io/team/lin:v1")
+    assert manifests.documents[-1]["spec"]["predictor"]["model"]["storageUri"] == f"{scheme}://ghcr.io/team/lin:v1"
+    assert any(says in r.getMessage() for r in caplog.records), caplog.text
+
+
+@pytest.mark.slow
+def test_a_model_staged_to_a_registry_serves_and_answers(
+    tensor_spec, oci_registry: OciRegistry, tmp_path: Path
+) -> None:
+    """The whole path without a cluster: build, stage oci://, serve the image (pulled as the pod would), predict."""
+    import torch
+
+    from toolkit import Client, build, serve
+
+    built = build(tensor_spec(), tmp_path / "layout")
+    ref = f"{oci_registry.host}/team/lin:v1"
+    stage(built.layout, f"oci://{ref}")
+    rows = [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]]
+    model = torch.jit.load(_torchscript(built.layout))
+    expected = model(torch.tensor(rows)).tolist()
+    with serve(f"oci+fetch://{ref}", port=free_port()) as predictor, Client(predictor.url) as client:
+        answer = client.predict("lin", rows)
+    assert [[round(v, 5) for v in row] for row in answer] == [[round(v, 5) for v in row] for row in expected]
+
+
+def _torchscript(layout: Path) -> str:
+    """The TorchScript file inside the built archive, extracted beside it (what the worker loads)."""
+    import zipfile
+
+    mar = layout / "model-store" / "lin.mar"
+    with zipfile.ZipFile(mar) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".pt"))
+        return zf.extract(name, layout.parent / "extracted")

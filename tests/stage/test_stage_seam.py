@@ -17,7 +17,7 @@ DESTINATIONS = ("pvc.py", "s3.py", "oci.py")
 HELPERS = {"oci.py": ("_oci_image", "_oci_registry")}
 # The one-home modules at the top of toolkit/ (no room of their own); a Destination's type comes from base.py,
 # and mypy checks that every destination returned by staging._destination satisfies it.
-SHARED = {"_errors", "_events", "_files", "_names", "_uri"}
+SHARED = {"_errors", "_events", "_files", "_names", "_registries", "_uri"}
 
 
 def _relative_imports(path: Path) -> list[tuple[int, str]]:

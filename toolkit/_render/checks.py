@@ -51,7 +51,20 @@ def check_storage_uri(uri: str) -> tuple[str, str]:
             "config/config.properties and model-store/, which the storage-initializer copies to /mnt/models",
             hint=f"use --storage-uri {right}",
         )
+    if scheme in OCI_NEEDS:
+        log.warning("storageUri %s: %s", uri, OCI_NEEDS[scheme])
     return scheme, authority
+
+
+# What the cluster must have for each way KServe reads an image that `stage oci://` pushed.
+OCI_NEEDS = {
+    "oci": "KServe's modelcar mode: it is off by default; set \"enableModelcar\": true under storageInitializer in "
+    "the inferenceservice-config ConfigMap (namespace kserve), and stage with --base IMAGE (sh, ln, sleep, mkdir), "
+    "or use oci+fetch:// for an image of files only",
+    "oci+fetch": "the storage-initializer pulls the image (KServe releases after 0.20); a plain-http registry needs "
+    "storageInitializer.ociInsecureRegistry: true in the inferenceservice-config ConfigMap",
+    "oci+native": "a Kubernetes image volume: the cluster needs the ImageVolume feature (Kubernetes >= 1.33)",
+}
 
 
 def check_name(value: Any, problem_of: Callable[[Any], str | None], what: str) -> None:

@@ -1,5 +1,6 @@
 """What serve() serves: a layout folder, a ``pvc://CLAIM/PATH`` under the folder where the claim is mounted, or an
-``s3://`` URI downloaded as KServe's storage-initializer downloads it (its contents into a stand-in /mnt/models)."""
+``s3://`` URI downloaded as KServe's storage-initializer downloads it (its contents into a stand-in /mnt/models), or an
+``oci://`` image pulled as its oci+fetch mode pulls it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 from .._errors import ArchiveError, LayoutError, ServeError
 from .._events import OnEvent
 from .._layout import CONFIG_RELPATH, MODEL_STORE, SnapshotEntry, read_archive
-from .._uri import StorageUri, parse_storage_uri
+from .._registries import auth_files, is_loopback
+from .._uri import OCI_SCHEMES, StorageUri, parse_storage_uri
 from . import initializer
 from .events import ServeEvent
 
@@ -27,7 +29,11 @@ def resolve_source(
     text = str(source)
     if "://" in text:
         uri = parse_storage_uri(text, error=ServeError)
-        return pvc_path(uri, mount) if uri.scheme == "pvc" else download(uri.uri, cleanup, emit)
+        if uri.scheme == "pvc":
+            return pvc_path(uri, mount)
+        if uri.scheme in OCI_SCHEMES:
+            return download_image(uri, cleanup, emit)
+        return download(uri.uri, cleanup, emit)
     path = Path(source).resolve()
     if not path.is_dir():
         raise LayoutError(
@@ -53,18 +59,41 @@ def pvc_path(uri: StorageUri, mount: str | Path | None) -> Path:
     return path
 
 
-def download(uri: str, cleanup: list[Path], emit: OnEvent[ServeEvent]) -> Path:
-    """Download the contents of ``uri`` into a temporary stand-in for /mnt/models (added to ``cleanup``)."""
+def download_image(uri: StorageUri, cleanup: list[Path], emit: OnEvent[ServeEvent]) -> Path:
+    """Pull an image staged with ``stage oci://`` as KServe's oci+fetch storage-initializer does (kserve_storage):
+    its ``models/`` into the stand-in /mnt/models. oci+fetch:// and oci+native:// name the same image (KServe's
+    webhook hands the initializer plain oci://). The docker/podman auth file is passed the way the webhook mounts
+    it (KSERVE_OCI_DOCKER_CONFIG); plain http for a registry on this machine, as storageInitializer.ociInsecureRegistry
+    makes it in the cluster."""
+    ref = f"oci://{uri.root}/{uri.path}"
+    env = {"KSERVE_OCI_INSECURE_REGISTRY": "true" if is_loopback(uri.root) else "false"}
+    config = next((path for path in auth_files() if path.is_file()), None)
+    if config is not None:
+        env["KSERVE_OCI_DOCKER_CONFIG"] = str(config)
+    return download(ref, cleanup, emit, env=env)
+
+
+def download(
+    uri: str, cleanup: list[Path], emit: OnEvent[ServeEvent], *, env: dict[str, str] | None = None
+) -> Path:
+    """Download the contents of ``uri`` into a temporary stand-in for /mnt/models (added to ``cleanup``);
+    ``env`` adds to this process's environment for the download (caller's own settings win)."""
     tmp = Path(tempfile.mkdtemp(prefix="mar-build-models-"))
     cleanup.append(tmp)
     # The storage-initializer copies the *contents* of storageUri into /mnt/models; so do we, into a stand-in.
     target = tmp / "models"
     started = time.monotonic()
     try:
-        initializer.download(uri, target)
+        initializer.download(uri, target, env={**(env or {}), **os.environ})
     except ModuleNotFoundError as exc:
         raise ServeError("serving from a URI needs kserve-storage", hint="pip install 'mar-build[serve]'") from exc
     except initializer.DownloadFailed as exc:  # kserve_storage raises bare Exception/RuntimeError for everything
+        if uri.startswith("oci://"):
+            raise ServeError(
+                f"could not pull {uri}: {exc}", log_tail=exc.lines,
+                hint="check the image reference (stage prints it) and that `podman login` or `docker login` wrote "
+                "credentials for the registry, when it needs them",
+            ) from exc
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         raise ServeError(
             f"could not download {uri}: {exc}", log_tail=exc.lines,

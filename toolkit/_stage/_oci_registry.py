@@ -14,10 +14,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import ipaddress
 import json
 import logging
-import os
 import re
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -28,6 +26,7 @@ from typing import Any
 import httpx
 
 from .._errors import StagingError
+from .._registries import auth_files
 from ._oci_image import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 log = logging.getLogger("toolkit.stage")
@@ -46,18 +45,6 @@ class Credentials:
     username: str
     password: str = field(repr=False)
     source: str
-
-
-def auth_files() -> list[Path]:
-    """The docker/podman auth files, in the order they are read."""
-    files = []
-    if os.environ.get("REGISTRY_AUTH_FILE"):
-        files.append(Path(os.environ["REGISTRY_AUTH_FILE"]))
-    docker = os.environ.get("DOCKER_CONFIG")
-    files.append(Path(docker) / "config.json" if docker else Path.home() / ".docker" / "config.json")
-    if os.environ.get("XDG_RUNTIME_DIR"):
-        files.append(Path(os.environ["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")  # podman login's default
-    return files
 
 
 def _host_of(key: str) -> str:
@@ -125,18 +112,6 @@ def _from_helper(config: dict[str, Any], registry: str, path: Path) -> Credentia
     if not isinstance(data, dict) or not data.get("Secret") or data.get("Username") == "<token>":
         return None
     return Credentials(str(data.get("Username", "")), str(data["Secret"]), f"{program} (named in {path})")
-
-
-def is_loopback(registry: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 (with or without a port): plain http is allowed there."""
-    host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
-    host = host.strip("[]")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Registry:

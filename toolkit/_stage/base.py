@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
@@ -229,6 +230,23 @@ class Meter:
         if self._progress is not None and self.done != self._reported:
             self._reported = self.done
             self._progress(min(self.done, self.total), self.total)
+
+    def run(self, pool: Executor, jobs: Iterable[Callable[[], object]]) -> None:
+        """Run ``jobs`` on ``pool``, reporting progress from this thread; on the first failure (or an exception
+        from the progress callback, or Ctrl-C) stop the running ones at their next chunk, drop those not started,
+        and re-raise it."""
+        futures = []
+        for job in jobs:
+            future = pool.submit(job)
+            future.add_done_callback(lambda _: self.poke())
+            futures.append(future)
+        try:
+            self.wait(futures)
+        except BaseException:
+            self.stop.set()
+            for future in futures:
+                future.cancel()
+            raise
 
     def wait(self, futures: Iterable[_Waitable], interval: float = 0.1) -> None:
         """Wait for every future, reporting progress; raise the first failure (the caller cancels the rest)."""

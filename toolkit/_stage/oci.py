@@ -31,11 +31,12 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .._errors import StagingError
+from .._registries import is_loopback
 from .._uri import ImageRef, StorageUri, parse_image_ref
 from ._oci_image import (
     DOCKER_LIST,
@@ -49,7 +50,7 @@ from ._oci_image import (
     image_manifest,
     sha256_digest,
 )
-from ._oci_registry import Registry, is_loopback
+from ._oci_registry import Registry
 from .base import CONFIG_KEY, LocalFile, Meter, Progress, StagedFile, StageResult
 
 log = logging.getLogger("toolkit.stage")
@@ -221,19 +222,11 @@ class OciDestination:
             return
         repo = self.ref.repository
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(layers)))) as pool:
-            futures: list[Future[None]] = []
-            for layer in sorted(layers, key=lambda item: item.size, reverse=True):
-                future = pool.submit(self.registry.put_blob, repo, layer.digest, layer.size,
-                                     layer.stream(meter, meter.stop))
-                future.add_done_callback(lambda _: meter.poke())
-                futures.append(future)
-            try:
-                meter.wait(futures)
-            except BaseException:
-                meter.stop.set()
-                for future in futures:
-                    future.cancel()
-                raise
+            meter.run(pool, [
+                functools.partial(self.registry.put_blob, repo, layer.digest, layer.size,
+                                  layer.stream(meter, meter.stop))
+                for layer in sorted(layers, key=lambda item: item.size, reverse=True)
+            ])
 
     def _move_tag(self, manifest: bytes) -> str:
         """PUT the manifest to the tag (the atomic switch), unless the tag names these very bytes already."""

@@ -19,12 +19,13 @@ TorchServe and KServe's wrapper read only config.properties from config/, so the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -262,18 +263,7 @@ def _copy_all(archives: list[LocalFile], dest: Path, meter: Meter, concurrency: 
     # Largest first, so the longest copy starts at once and the pool drains evenly.
     ordered = sorted(archives, key=lambda f: f.size, reverse=True)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(ordered)))) as pool:
-        futures: list[Future[None]] = []
-        for f in ordered:
-            future = pool.submit(_copy_one, f, dest / f.relpath, meter)
-            future.add_done_callback(lambda _: meter.poke())
-            futures.append(future)
-        try:
-            meter.wait(futures)
-        except BaseException:
-            meter.stop.set()
-            for future in futures:
-                future.cancel()
-            raise
+        meter.run(pool, [functools.partial(_copy_one, f, dest / f.relpath, meter) for f in ordered])
 
 
 def _copy_one(src: LocalFile, dst: Path, meter: Meter) -> None:
