@@ -9,8 +9,10 @@ batch, so with ``batchSize`` > 1 and concurrent clients every request fails (503
 mismatched", measured on TorchServe 0.12.0). Without it every request of the batch arrives here as sent, so this class:
 
 - reads ``{"instances": [...]}`` (a KServe v1 request, answered ``{"predictions": [...]}``, or
-  ``{"explanations": [...]}`` when TorchServe set the ``explain`` header to ``True``), or takes any other body as
-  ONE instance of a raw TorchServe call (``/predictions/NAME``), answered with the bare prediction;
+  ``{"explanations": [...]}`` when TorchServe set the ``explain`` header to ``True``), or a v2 (Open Inference
+  Protocol) body ``{"inputs": [one tensor]}`` (told apart by that key: TorchServe passes no path, and sets the same
+  ``explain`` header for v1 and v2; see ``v2.py``), answered ``{"model_name", "outputs": [...]}``, or takes any
+  other body as ONE instance of a raw TorchServe call (``/predictions/NAME``), answered with the bare prediction;
 - validates every instance, answers a malformed request with its own 4xx and ``{"error": message}``;
 - runs one forward pass over the instances of all valid requests (one per ``pass_key`` where a handler keys
   them, e.g. by tensor shape) and splits the outputs back in order; a failing pass answers its requests 500.
@@ -34,6 +36,7 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
+from . import v2
 from .cpus import torch_threads
 
 logger = logging.getLogger(__name__)
@@ -64,8 +67,9 @@ class BadInstance(InvalidRequest):
 class _Request:
     idx: int
     items: list[Any]
-    v1: bool
+    form: str  # "v1", "v2" or "raw": how it is answered
     explain: bool
+    v2: v2.Request | None = None
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:
@@ -127,8 +131,18 @@ class BaseHandler(Generic[Item, Outputs]):
     """Base of every mar-build handler; TorchServe's entry point (``mar_build_entry``) drives it.
 
     After ``initialize`` the hooks can use: ``context``, ``model_dir`` (the extracted archive), ``config`` (the
-    parsed mar_build.json), ``options`` (its free-form task options), ``class_names`` and ``device``.
+    parsed mar_build.json), ``options`` (its free-form task options), ``class_names``, ``device`` and
+    ``model_name``/``model_version`` (what v2 answers name).
+
+    A v2 request holds one input whose rows along the first dimension are the instances (``v2_items``); the class
+    attributes below say what that input may be, and the tasks narrow them.
     """
+
+    v2_datatypes: tuple[str, ...] = v2.DATATYPES
+    v2_rank: int | None = None  # the input's rank, the instance dimension included; None: any
+    v2_expects = "one instance per row"  # what a row is, for the 400 messages
+    v2_output_name = "output-0"
+    v2_json_output = False  # True: each prediction answers as one JSON text (BYTES), whatever it holds
 
     def __init__(self) -> None:
         self.initialized = False
@@ -139,6 +153,8 @@ class BaseHandler(Generic[Item, Outputs]):
         self.class_names: list[str] | None = None
         self.device = torch.device("cpu")
         self.max_internal_batch = DEFAULT_MAX_INTERNAL_BATCH
+        self.model_name = ""
+        self.model_version: str | None = None
 
     # ---- hooks ---------------------------------------------------------------------------------------------
     def load(self, model_path: Path | None) -> None:
@@ -169,12 +185,29 @@ class BaseHandler(Generic[Item, Outputs]):
         raise NotImplementedError(f"{type(self).__name__} must implement inference(items)")
 
     def postprocess(self, outputs: Outputs) -> list[Any]:
-        """Outputs of ``inference`` -> one JSON-able prediction per instance (by default, as lists)."""
+        """Outputs of ``inference`` -> one prediction per instance: JSON-able (by default, as lists), or tensors
+        (v1 answers them as lists, v2 with their dtype and shape)."""
         return list(to_jsonable(outputs))
 
     def explain(self, items: list[Item]) -> list[Any]:
         """Items -> one JSON-able explanation per instance; by default the raw model outputs."""
         return list(to_jsonable(self.inference(items)))
+
+    def v2_items(self, tensor: v2.Tensor) -> list[Item]:
+        """The one input of a v2 request -> its items: ``v2_check``, then each row through ``preprocess_instance``.
+        Raise InvalidRequest (the input's name is added to the message)."""
+        self.v2_check(tensor)
+        return self._items(tensor.rows())
+
+    def v2_check(self, tensor: v2.Tensor) -> None:
+        """Datatype and rank as the class attributes say, and at least one instance; raise InvalidRequest."""
+        problem = v2.mismatch(tensor, self.v2_datatypes, self.v2_rank, self.v2_expects)
+        if problem:
+            raise InvalidRequest(problem)
+
+    def v2_outputs(self, request: v2.Request, predictions: list[Any]) -> list[dict[str, Any]]:
+        """The predictions (or explanations) of one v2 request -> its output tensors; the first holds them."""
+        return [v2.output(self.v2_output_name, predictions, self.v2_json_output)]
 
     # ---- TorchServe interface ------------------------------------------------------------------------------
     def initialize(self, context: Any) -> None:
@@ -194,6 +227,11 @@ class BaseHandler(Generic[Item, Outputs]):
         self.max_internal_batch = int(
             self.options.get("max_internal_batch") or max(DEFAULT_MAX_INTERNAL_BATCH, batch_size)
         )
+        manifest = (getattr(context, "manifest", None) or {}).get("model") or {}
+        # The name the server routes by (ts Context.model_name: the model_snapshot key), else the archive's own.
+        name = getattr(context, "model_name", None) or manifest.get("modelName") or self.config.get("name")
+        self.model_name = str(name or "")
+        self.model_version = manifest.get("modelVersion") or self.config.get("version")
         model = self.config.get("model")
         self.load(self.model_dir / model if model else None)
         self.initialized = True
@@ -243,17 +281,45 @@ class BaseHandler(Generic[Item, Outputs]):
                 raise InvalidRequest(f'"instances" must be a list, got {type(instances).__name__}')
             if not instances:
                 raise InvalidRequest('"instances" is empty')
-            items = []
-            for number, instance in enumerate(instances):
-                try:
-                    items.append(self.preprocess_instance(instance))
-                except InvalidRequest as exc:
-                    raise InvalidRequest(f"instance {number}: {exc}", exc.status) from exc
+            items = self._items(instances)
             self.check_request(items)
-            return _Request(idx, items, v1=True, explain=explain)
+            return _Request(idx, items, "v1", explain)
+        try:
+            length = v2.header_length(_header(context, idx, v2.BINARY_HEADER)) if _is_bytes(body) else None
+            request = v2.read(body, length)
+        except v2.BadTensor as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if request is not None:
+            return _Request(idx, self._v2_items(request), "v2", explain, request)
         items = [self.preprocess_instance(body)]
         self.check_request(items)
-        return _Request(idx, items, v1=False, explain=explain)
+        return _Request(idx, items, "raw", explain)
+
+    def _items(self, instances: list[Any]) -> list[Any]:
+        items = []
+        for number, instance in enumerate(instances):
+            try:
+                items.append(self.preprocess_instance(instance))
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"instance {number}: {exc}", exc.status) from exc
+        return items
+
+    def _v2_items(self, request: v2.Request) -> list[Any]:
+        if len(request.inputs) != 1:
+            names = ", ".join(repr(tensor.name) for tensor in request.inputs)
+            raise InvalidRequest(f"expected one input, got {len(request.inputs) or 'none'}" + (names and f": {names}"))
+        unknown = [name for name in request.outputs or [] if name != self.v2_output_name]
+        if unknown:
+            raise InvalidRequest(f"unknown output {unknown[0]!r}; this model answers {self.v2_output_name!r}")
+        tensor = request.inputs[0]
+        try:
+            items = self.v2_items(tensor)
+        except v2.BadTensor as exc:
+            raise InvalidRequest(f"{tensor.where()}: {exc}") from exc
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{tensor.where()}: {exc}", exc.status) from exc
+        self.check_request(items)
+        return items
 
     def _serve(self, requests: list[_Request], explain: bool, answers: list[Any], context: Any) -> None:
         items = [item for request in requests for item in request.items]
@@ -287,10 +353,17 @@ class BaseHandler(Generic[Item, Outputs]):
                 answers[request.idx] = _fail(context, request.idx, *errors[request.idx])
                 continue
             try:
-                answers[request.idx] = _encode({key: mine} if request.v1 else mine[0])
+                answers[request.idx] = _encode(self._answer(request, mine, key))
             except (TypeError, ValueError) as exc:
                 logger.exception("answer %d is not JSON", request.idx)
                 answers[request.idx] = _fail(context, request.idx, 500, f"the answer is not JSON: {exc}")
+
+    def _answer(self, request: _Request, results: list[Any], key: str) -> Any:
+        if request.v2 is not None:
+            outputs = self.v2_outputs(request.v2, results)
+            return v2.answer(self.model_name, self.model_version, request.v2, outputs)
+        plain = to_jsonable(results)  # predictions may be tensors (v2 keeps their dtype)
+        return {key: plain} if request.form == "v1" else plain[0]
 
     def _run(self, items: list[Any], explain: bool) -> list[Any]:
         results: list[Any] = []
@@ -325,6 +398,15 @@ def _body(idx: int, row: dict[str, Any], context: Any) -> Any:
         except ValueError as exc:
             raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
     return body
+
+
+def _is_bytes(body: Any) -> bool:
+    return isinstance(body, (bytes, bytearray))
+
+
+def _header(context: Any, idx: int, name: str) -> Any:
+    # As sent, or lowercased by a proxy on the way (Envoy in KServe's pods lowercases every header name).
+    return context.get_request_header(idx, name) or context.get_request_header(idx, name.lower())
 
 
 def _is_json(parameter_headers: Any) -> bool:

@@ -39,3 +39,7 @@ class EmbeddingsHandler(TextHandler[torch.Tensor]):
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled.float().cpu()
+
+    def postprocess(self, outputs: torch.Tensor) -> list[Any]:
+        # The rows as tensors: v1 answers them as lists all the same, v2 as FP32 [N, D] (their dtype).
+        return list(outputs)

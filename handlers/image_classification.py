@@ -48,6 +48,9 @@ class ImageClassificationHandler(BaseHandler[Any, torch.Tensor]):
     """
 
     classifier: Classifier
+    v2_datatypes = ("BYTES",)
+    v2_rank = 1
+    v2_expects = "one base64 PNG/JPEG per image, or its bytes as binary data"
 
     def load(self, model_path: Path | None) -> None:
         from PIL import Image

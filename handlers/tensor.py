@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from . import v2
 from .base import BadInstance, BaseHandler, InvalidRequest
 from .torch_model import load_torch_model
 
@@ -18,7 +19,13 @@ class TensorHandler(BaseHandler[torch.Tensor, torch.Tensor]):
     float32), of ``options.shape`` when given. The samples of all requests with the same shape go through the
     model as one batch; the instances of one request must share a shape. A prediction is the model's output row
     as a list, or its argmax (``options.output: argmax``; the class name when class_names are given).
+
+    A v2 input is the batch itself: shape [N, *options.shape] (any sample shape without it), of a numeric datatype
+    that converts to ``options.dtype`` without losing its kind (floats take any number, integers integers, bool
+    BOOL); it answers the output rows with the model's dtype and shape.
     """
+
+    v2_expects = "one sample per row"
 
     def load(self, model_path: Path | None) -> None:
         model_file = self.config.get("model_file")
@@ -52,6 +59,31 @@ class TensorHandler(BaseHandler[torch.Tensor, torch.Tensor]):
             raise BadInstance(f"expected shape {list(self.shape)}, got {list(tensor.shape)}")
         return tensor
 
+    def v2_items(self, tensor: v2.Tensor) -> list[torch.Tensor]:
+        # Straight from the flat data to one tensor: no nested lists in between, and the shape checked as a whole.
+        if self.dtype == torch.bool:
+            accepted: tuple[str, ...] = ("BOOL",)
+        elif self.dtype.is_floating_point or self.dtype.is_complex:
+            accepted = v2.NUMERIC
+        else:
+            accepted = v2.INTEGERS
+        if tensor.datatype not in accepted:
+            raise InvalidRequest(
+                f"datatype {tensor.datatype}, expected {' or '.join(accepted)} (the model takes {self.dtype})"
+            )
+        shape = tensor.shape
+        if self.shape is not None and tuple(shape[1:]) != self.shape:
+            raise InvalidRequest(f"shape {shape}, expected {[-1, *self.shape]} (N samples of {list(self.shape)})")
+        if len(shape) < 2:
+            raise InvalidRequest(f"shape {shape}, expected [N, ...] ({self.v2_expects})")
+        if shape[0] == 0:
+            raise InvalidRequest(f"shape {shape} holds no instances")
+        try:
+            batch = torch.tensor(tensor.data, dtype=self.dtype).reshape(shape)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise BadInstance(f"cannot make a {self.dtype} tensor of the data: {exc}") from exc
+        return list(batch.unbind(0))
+
     def check_request(self, items: list[torch.Tensor]) -> None:
         shapes = {tuple(item.shape) for item in items}
         if len(shapes) > 1:
@@ -72,6 +104,6 @@ class TensorHandler(BaseHandler[torch.Tensor, torch.Tensor]):
 
     def postprocess(self, outputs: torch.Tensor) -> list[Any]:
         if self.output == "list":
-            return outputs.tolist()
+            return list(outputs)  # rows as tensors: v2 answers their dtype
         best = outputs.reshape(len(outputs), -1).argmax(dim=1).tolist()
         return [self.class_names[i] for i in best] if self.class_names else best

@@ -37,6 +37,9 @@ class TextHandler(BaseHandler[str, Outputs]):
     """Base of the text tasks: loads the tokenizer, takes text instances, tokenises a batch at once."""
 
     max_length: int
+    v2_datatypes = ("BYTES",)
+    v2_rank = 1
+    v2_expects = "one UTF-8 string per text"
 
     def load(self, model_path: Path | None) -> None:
         from transformers import AutoTokenizer

@@ -30,8 +30,11 @@ class TokenClassificationHandler(TextHandler[List[_Tagged]]):
     entity type form one entity (``B-``/``S-`` start a new one, ``I-``/``E-`` continue); a word's first sub-word
     piece takes its other pieces along, in or out of an entity; ``O`` tokens are dropped; the score is the mean
     of the tokens' probabilities; start/end are character offsets into the text. Needs a fast tokenizer (for the
-    offsets). Text beyond ``max_length`` tokens is not tagged.
+    offsets). Text beyond ``max_length`` tokens is not tagged. A v2 answer is BYTES [N]: each text's list of
+    entities as one JSON text (a v2 tensor cannot hold a list of objects, nor a different count per text).
     """
+
+    v2_json_output = True
 
     def load_model(self, model_path: Path) -> Any:
         from transformers import AutoModelForTokenClassification

@@ -70,3 +70,24 @@ def test_every_command_can_print_its_result_as_json(name: str) -> None:
     assert command is not None
     [option] = [p for p in command.params if p.name == "as_json"]
     assert isinstance(option, click.Option) and option.opts == ["--json"] and option.is_flag
+
+
+def _option(command_name: str, name: str) -> click.Option:
+    command = cli.get_command(click.Context(cli), command_name)
+    assert command is not None
+    [option] = [p for p in command.params if p.name == name]
+    assert isinstance(option, click.Option)
+    return option
+
+
+def test_the_runtime_options_mean_one_thing_in_every_command() -> None:
+    """--runtime is the same choice in serve, render and deploy (the library's names); render and deploy share
+    --image and --serving-runtime, help text and all."""
+    from toolkit._render import RUNTIMES
+
+    for name in ("serve", "render", "deploy"):
+        choice = _option(name, "runtime").type
+        assert isinstance(choice, click.Choice) and tuple(choice.choices) == RUNTIMES, name
+    for name in ("runtime", "image", "serving_runtime"):
+        assert _option("render", name).help == _option("deploy", name).help, name
+    assert _option("render", "serving_runtime").is_flag

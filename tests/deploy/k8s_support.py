@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 GROUP, VERSION = "serving.kserve.io", "v1beta1"
+RUNTIME_VERSION = "v1alpha1"  # ServingRuntime's version of the group
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 CORE_PLURALS = {"secrets", "serviceaccounts", "persistentvolumeclaims", "configmaps"}
 NAMESPACE = "kubeflow-user-example-com"
@@ -231,6 +232,7 @@ class StandInApiServer:
 
     def __init__(self) -> None:
         self.kserve_installed = True
+        self.serving_runtimes_installed = True  # False: a KServe whose group serves no v1alpha1 servingruntimes
         self.frames: list[Frame] = []
         self.frame_index = 0
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
@@ -304,6 +306,9 @@ class StandInApiServer:
     def isvc(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
         return self.objects.get(("inferenceservices", namespace, name))
 
+    def serving_runtime(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
+        return self.objects.get(("servingruntimes", namespace, name))
+
     def calls(self, method: str, pattern: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
 
@@ -322,6 +327,15 @@ class StandInApiServer:
                     "application/json",
                 )
             return self._isvc(rec, m.group(1), m.group(2))
+        m = re.fullmatch(rf"/apis/{GROUP}/{RUNTIME_VERSION}/namespaces/([^/]+)/servingruntimes/([^/]+)", path)
+        if m:
+            if not (self.kserve_installed and self.serving_runtimes_installed):
+                return (
+                    404,
+                    _status(404, "NotFound", "the server could not find the requested resource"),
+                    "application/json",
+                )
+            return self._serving_runtime(rec, m.group(1), m.group(2))
         m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/(\w+)/([^/]+)", path)
         if m and m.group(2) in CORE_PLURALS:
             return self._core_apply(rec, m.group(1), m.group(2), m.group(3))
@@ -527,6 +541,18 @@ class StandInApiServer:
                 else (404, _status(404, "NotFound", "not found"), "application/json")
             )
         return self._apply(rec, plural, namespace, name, kind)
+
+    def _serving_runtime(self, rec: Recorded, namespace: str, name: str) -> tuple[int, Any, str]:
+        verb = {"PATCH": "patch", "DELETE": "delete"}.get(rec.method, "get")
+        if denied := self._forbidden(verb, "servingruntimes", GROUP, namespace, name):
+            return denied
+        if rec.method == "PATCH":
+            return self._apply(rec, "servingruntimes", namespace, name, "ServingRuntime")
+        obj = self.objects.get(("servingruntimes", namespace, name))
+        if obj is None:
+            message = f'servingruntimes.{GROUP} "{name}" not found'
+            return 404, _status(404, "NotFound", message, {"name": name, "group": GROUP}), "application/json"
+        return 200, obj, "application/json"
 
     def _pods(self, rec: Recorded, namespace: str) -> tuple[int, Any, str]:
         if denied := self._forbidden("list", "pods", "", namespace, None):

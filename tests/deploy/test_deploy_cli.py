@@ -164,7 +164,10 @@ def test_namespace_and_context_options(standin: StandInApiServer, kubeconfig: Pa
 def test_deploy_usage_errors(kubeconfig: Path, tmp_path: Path):
     manifest = _manifest(tmp_path, [isvc_manifest()])
     result = run("deploy", str(manifest), "--name", "x", "--kubeconfig", str(kubeconfig))
-    assert result.exit_code == 2 and "--name, --storage-uri and --predictor-timeout apply to a LAYOUT" in result.stderr
+    assert result.exit_code == 2 and "--name, --storage-uri, --predictor-timeout" in result.stderr
+    assert "apply to a LAYOUT" in result.stderr
+    result = run("deploy", str(manifest), "--runtime", "python", "--kubeconfig", str(kubeconfig))
+    assert result.exit_code == 2 and "--runtime, --image and --serving-runtime apply to a LAYOUT" in result.stderr
     result = run("deploy", str(tmp_path), str(manifest), "--kubeconfig", str(kubeconfig))
     assert result.exit_code == 2 and "either one LAYOUT folder or manifest files" in result.stderr
     result = run("deploy", str(manifest), "--kubeconfig", str(tmp_path / "missing"))

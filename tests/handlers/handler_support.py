@@ -33,7 +33,8 @@ class StandInContext:
     """What the handlers may use of ts.context.Context (0.9.0 and 0.12.0 alike), and a record of what they set."""
 
     def __init__(self, model_dir: Path, batch_size: int) -> None:
-        self.manifest = {"model": {"modelName": "m", "handler": "mar_build_entry.py"}}
+        self.model_name = "m"  # the name the frontend registered (a model_snapshot key); the manifest has its own
+        self.manifest = {"model": {"modelName": "m", "modelVersion": "1.0", "handler": "mar_build_entry.py"}}
         self.system_properties = {
             "model_dir": str(model_dir),
             "gpu_id": None,
@@ -75,6 +76,20 @@ def v1(instances: Any, explain: bool = False) -> Call:
 def v1_body(body: bytes, explain: bool = False) -> Call:
     # The frontend adds the header explain=False on every v1 call and explain=True on :explain (0.9.0 and 0.12.0).
     return Call(body, "application/json", {"explain": "True" if explain else "False"})
+
+
+def v2(
+    inputs: list[dict[str, Any]] | Any, explain: bool = False, content_type: str = "application/json", **keys: Any
+) -> Call:
+    """POST /v2/models/M/infer (or /explain) with {"inputs": inputs, **keys}; TorchServe 0.12.0 sets the same
+    explain header as for v1. ``content_type`` "" is what tritonclient sends (no Content-Type: a bytes body)."""
+    body = json.dumps({"inputs": inputs, **keys}).encode()
+    return Call(body, content_type, {"explain": "True" if explain else "False"})
+
+
+def tensor(name: str, shape: list[int], datatype: str, data: Any) -> dict[str, Any]:
+    """One v2 input tensor."""
+    return {"name": name, "shape": shape, "datatype": datatype, "data": data}
 
 
 def raw(body: bytes | str | Any, content_type: str = "application/octet-stream") -> Call:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from handler_support import raw, v1
+from handler_support import raw, tensor, v1, v2
 
 SENTENCES = [
     "A man is eating food.",
@@ -97,3 +97,23 @@ def test_normalize_false_keeps_the_raw_mean(archive, tiny_bert):
     assert abs(torch.tensor(vector).norm().item() - 1) > 1e-3
     unit = by_hand(folder, SENTENCES[:1], max_length=128)[0]
     assert torch.allclose(torch.tensor(vector) / torch.tensor(vector).norm(), unit, atol=1e-5)
+
+
+def test_v2_answers_fp32_n_by_d_with_the_v1_values_in_one_forward_pass(minilm_served):
+    answers = minilm_served.batch(
+        v2([tensor("text", [2], "BYTES", SENTENCES[:2])], id="e1"),
+        v1(SENTENCES[2:]),
+        v2([tensor("text", [2], "FP32", [1.0, 2.0])]),
+    )
+    assert [a.status for a in answers] == [200, 200, 400]
+    body = answers[0].body
+    assert {k: body[k] for k in ("model_name", "model_version", "id")} == {
+        "model_name": "m", "model_version": "1.0", "id": "e1"
+    }  # fmt: skip
+    [out] = body["outputs"]
+    assert (out["name"], out["shape"], out["datatype"]) == ("output-0", [2, 384], "FP32")
+    [v1_rows] = [minilm_served.one(v1(SENTENCES[:2])).body["predictions"]]
+    assert out["data"] == [x for row in v1_rows for x in row]  # the same values as v1, row-major
+    assert answers[2].body == {
+        "error": "input 'text': datatype FP32, expected BYTES (one UTF-8 string per text)"
+    }  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from handler_support import model_source, raw, v1
+from handler_support import Call, model_source, raw, tensor, v1, v2
 from PIL import Image
 
 NET = """
@@ -199,3 +199,37 @@ def test_hugging_face_image_model_uses_its_own_processor_and_names(archive, vit)
     assert [a.status for a in answers] == [200, 400, 200]
     assert_scores(answers[0].body["predictions"][0], expected[0])
     assert_scores(answers[2].body, expected[1])
+
+
+def test_v2_takes_base64_bytes_or_binary_images_and_answers_labels(archive, eager):
+    from tritonclient.http import InferenceServerClient, InferInput
+
+    folder = eager["folder"]
+    options = {**OPTIONS, "output": None}
+    served = archive(
+        "image-classification",
+        folder / "weights.pt",
+        model_file=folder / "net.py",
+        model_class="TinyConvNet",
+        class_names=NAMES,
+        options=options,
+    )
+    images = [picture(20 + i) for i in range(3)]
+    binary = InferInput("image", [2], "BYTES")
+    binary.set_data_from_numpy(np.array(images[1:], dtype=np.object_))  # the raw PNG bytes, tritonclient's way
+    body, length = InferenceServerClient.generate_request_body([binary])
+    answers = served.batch(
+        v2([tensor("image", [1], "BYTES", [b64(images[0])])]),
+        Call(body, "", {"explain": "False", "Inference-Header-Content-Length": str(length)}),
+        v2([tensor("image", [1], "BYTES", ["not base64!"])]),
+        v2([tensor("image", [1, 1], "BYTES", [b64(images[0])])]),
+    )
+    assert [a.status for a in answers] == [200, 200, 400, 400]
+    expected = probabilities(eager["net"], [prepared(image) for image in images])
+    labels = [NAMES[int(row.argmax())] for row in expected]
+    assert answers[0].body["outputs"] == [{"name": "output-0", "shape": [1], "datatype": "BYTES", "data": labels[:1]}]
+    assert answers[1].body["outputs"][0]["data"] == labels[1:]
+    assert answers[2].body["error"].startswith("input 'image': instance 0: the image is not valid base64")
+    assert answers[3].body["error"] == (
+        "input 'image': shape [1, 1], expected [N] (one base64 PNG/JPEG per image, or its bytes as binary data)"
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from handler_support import model_source, raw, v1
+from handler_support import model_source, raw, tensor, v1, v2
 
 NET = """
 import torch
@@ -116,3 +116,41 @@ def test_bad_options_and_models_fail_the_load_with_the_reason(archive, regressor
         archive("tensor", pickled, model_file=folder / "net.py")
     with pytest.raises(ValueError, match="defines no nn.Module named 'Missing'"):
         archive("tensor", folder / "state.pth", model_file=folder / "net.py", model_class="Missing")
+
+
+def test_v2_tensors_are_the_batch_flat_or_nested_their_datatype_checked_against_the_models(archive, regressor):
+    folder = regressor["folder"]
+    served = archive("tensor", folder / "state.pth", model_file=folder / "net.py", options={"shape": [4]})
+    flat = [x for row in ROWS for x in row]
+    answers = served.batch(
+        v2([tensor("x", [3, 4], "FP32", flat)], id="flat"),
+        v2([tensor("x", [2, 4], "FP64", ROWS[:2])]),
+        v2([tensor("x", [1, 4], "INT64", [[1, 2, 3, 4]])]),
+        v1(ROWS[2:]),
+        v2([tensor("x", [2, 2], "FP32", flat[:4])]),
+        v2([tensor("x", [1, 4], "BOOL", [True, False, True, False])]),
+        v2([tensor("x", [4], "FP32", flat[:4])]),
+    )
+    assert [a.status for a in answers] == [200, 200, 200, 200, 400, 400, 400]
+    expected = expected_rows(regressor["net"], [*ROWS, [1.0, 2.0, 3.0, 4.0]])
+    [out] = answers[0].body["outputs"]
+    assert (out["shape"], out["datatype"], answers[0].body["id"]) == ([3, 3], "FP32", "flat")
+    assert out["data"] == pytest.approx([x for row in expected[:3] for x in row], abs=1e-6)
+    assert answers[1].body["outputs"][0]["data"] == pytest.approx([x for row in expected[:2] for x in row], abs=1e-6)
+    assert answers[2].body["outputs"][0]["data"] == pytest.approx(expected[3], abs=1e-5)
+    assert answers[3].body["predictions"][0] == pytest.approx(expected[2], abs=1e-6)
+    assert [a.body["error"] for a in answers[4:]] == [
+        "input 'x': shape [2, 2], expected [-1, 4] (N samples of [4])",
+        "input 'x': datatype BOOL, expected UINT8 or UINT16 or UINT32 or UINT64 or INT8 or INT16 or INT32 or INT64 "
+        "or FP16 or FP32 or FP64 (the model takes torch.float32)",
+        "input 'x': shape [4], expected [-1, 4] (N samples of [4])",
+    ]
+
+
+def test_v2_integer_models_take_integer_datatypes_and_answer_their_dtype(archive, regressor):
+    served = archive("tensor", regressor["folder"] / "summary.pt", options={"dtype": "int64"})
+    good, bad = served.batch(
+        v2([tensor("x", [2, 3], "INT32", [1, 2, 3, 4, 5, 6])]), v2([tensor("x", [1, 1], "FP32", [0.5])])
+    )
+    assert good.body["outputs"] == [{"name": "output-0", "shape": [2, 2], "datatype": "INT64", "data": [6, 3, 15, 6]}]
+    assert bad.body["error"].startswith("input 'x': datatype FP32, expected UINT8 or")

@@ -6,12 +6,13 @@ that mixed up masks, order or truncation would not match.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from handler_support import handler_module, raw, v1
+from handler_support import handler_module, raw, tensor, v1, v2
 
 TOKEN_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 TEXTS = [
@@ -208,3 +209,44 @@ def test_entities_cover_exactly_the_tokens_the_model_tags(archive, token_model):
         assert tagged <= covered
         tagged_somewhere |= bool(tagged)
     assert tagged_somewhere, "the random model tagged nothing: the check above proved nothing"
+
+
+def test_v2_text_classification_answers_the_v1_labels_as_bytes_and_refuses_other_inputs(archive, tiny_bert):
+    folder = tiny_bert("sequence", num_labels=3)
+    names = ["neg", "neu", "pos"]
+    served = archive("text-classification", folder, class_names=names)
+    answers = served.batch(
+        v2([tensor("text", [3], "BYTES", TEXTS[:3])], id="t"),
+        v1(TEXTS[3:]),
+        v2([tensor("text", [2, 1], "BYTES", TEXTS[:2])]),
+        v2([tensor("text", [1], "INT64", [4])]),
+        v2([tensor("text", [1], "BYTES", [5])]),
+    )
+    assert [a.status for a in answers] == [200, 200, 400, 400, 400]
+    expected = [names[int(p.argmax())] for p in reference(folder, TEXTS)]
+    assert answers[0].body == {
+        "model_name": "m",
+        "model_version": "1.0",
+        "id": "t",
+        "outputs": [{"name": "output-0", "shape": [3], "datatype": "BYTES", "data": expected[:3]}],
+    }
+    assert answers[1].body == {"predictions": expected[3:]}
+    assert [a.body["error"] for a in answers[2:]] == [
+        "input 'text': shape [2, 1], expected [N] (one UTF-8 string per text)",
+        "input 'text': datatype INT64, expected BYTES (one UTF-8 string per text)",
+        "input 'text': datatype BYTES takes strings, data[0] is 5",
+    ]
+    bare = archive("text-classification", tiny_bert("sequence", num_labels=5))  # no names: the class ids
+    [out] = bare.one(v2([tensor("t", [2], "BYTES", TEXTS[:2])])).body["outputs"]
+    assert (out["datatype"], out["data"]) == ("INT64", bare.one(v1(TEXTS[:2])).body["predictions"])
+    scored = archive("text-classification", folder, class_names=names, options={"output": "scores"})
+    [out] = scored.one(v2([tensor("t", [1], "BYTES", TEXTS[:1])])).body["outputs"]
+    assert out["datatype"] == "BYTES" and json.loads(out["data"][0]) == scored.one(v1(TEXTS[:1])).body["predictions"][0]
+
+
+def test_v2_token_classification_answers_each_texts_entities_as_one_json_text(archive, token_model):
+    served = archive("token-classification", token_model)
+    [got, same] = served.batch(v2([tensor("text", [3], "BYTES", TEXTS[:3])]), v1(TEXTS[:3]))
+    [out] = got.body["outputs"]
+    assert (out["name"], out["shape"], out["datatype"]) == ("output-0", [3], "BYTES")
+    assert [json.loads(text) for text in out["data"]] == same.body["predictions"]

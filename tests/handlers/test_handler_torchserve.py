@@ -200,3 +200,66 @@ def test_explain_raw_calls_and_bad_json_through_the_frontend(server: Server, mod
     assert (as_json.status_code, as_json.json()) == (200, expected[0])
     assert broken.status_code == 400 and broken.json()["error"].startswith("the request body is not valid JSON")
     assert (charset.status_code, charset.json()) == (200, {"predictions": [expected[0]]})
+
+
+def test_tritonclient_v2_infer_through_torchserve(server: Server, model_folder: Path):
+    """TorchServe 0.12.0 routes POST /v2/models/M/infer (and /explain) to the handler with the v1 explain header;
+    tritonclient sends binary tensor data and no Content-Type by default."""
+    import numpy as np
+    from tritonclient.http import InferenceServerClient, InferenceServerException, InferInput
+
+    expected = expected_labels(model_folder, TEXTS[:3])
+    client = InferenceServerClient(url=server.url.removeprefix("http://"), network_timeout=60)
+    try:
+        binary = InferInput("text", [3], "BYTES")
+        binary.set_data_from_numpy(np.array(TEXTS[:3], dtype=np.object_))
+        result = client.infer("tc", [binary], request_id="tc-1")
+        assert result.as_numpy("output-0").tolist() == expected  # JSON BYTES outputs: str objects
+        response = result.get_response()
+        assert {k: response[k] for k in ("model_name", "model_version", "id")} == {
+            "model_name": "tc", "model_version": "1.0", "id": "tc-1"
+        }  # fmt: skip
+        as_json = InferInput("text", [1], "BYTES")
+        as_json.set_data_from_numpy(np.array(TEXTS[:1], dtype=np.object_), binary_data=False)
+        assert client.infer("tc", [as_json]).as_numpy("output-0").tolist() == expected[:1]
+        wrong = InferInput("text", [1], "FP32")
+        wrong.set_data_from_numpy(np.array([1.0], dtype=np.float32))
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("tc", [wrong])
+        assert refused.value.message() == "input 'text': datatype FP32, expected BYTES (one UTF-8 string per text)"
+        assert refused.value.status() == "400"
+        # TorchServe routes only the 5-segment /v2/models/M/infer: a versioned URL is its own 404.
+        with pytest.raises(InferenceServerException) as versioned:
+            client.infer("tc", [as_json], model_version="1.0")
+        assert versioned.value.status() == "404", versioned.value.message()
+    finally:
+        client.close()
+
+
+def test_concurrent_v1_and_v2_requests_share_batches_and_each_gets_its_form(server: Server, model_folder: Path):
+    batches_before = server.log.read_text(errors="replace").count("Backend received inference at")
+    texts = TEXTS[:6]
+    calls = [
+        ("/v1/models/tc:predict", {"instances": [text]}) if n % 2 else
+        ("/v2/models/tc/infer", {"id": f"r{n}", "inputs": [{"name": "t", "shape": [1], "datatype": "BYTES",
+                                                            "data": [text]}]})
+        for n, text in enumerate(texts)
+    ]  # fmt: skip
+    calls.append(("/v2/models/tc/infer", {"inputs": [{"name": "t", "shape": [2], "datatype": "BYTES", "data": ["x"]}]}))
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(len(calls)) as pool:
+        responses = list(pool.map(lambda call: client.post(server.url + call[0], json=call[1]), calls))
+    expected = expected_labels(model_folder, texts)
+    assert [r.status_code for r in responses] == [200] * 6 + [400]
+    for n, response in enumerate(responses[:6]):
+        if n % 2:
+            assert response.json() == {"predictions": [expected[n]]}
+        else:
+            assert response.json() == {
+                "model_name": "tc",
+                "model_version": "1.0",
+                "id": f"r{n}",
+                "outputs": [{"name": "output-0", "shape": [1], "datatype": "BYTES", "data": [expected[n]]}],
+            }
+    assert responses[6].json() == {"error": "input 't': shape [2] holds 2 values, \"data\" has 1"}
+    batches = server.log.read_text(errors="replace").count("Backend received inference at") - batches_before
+    assert 1 <= batches < len(calls), f"{batches} batches for {len(calls)} requests: no server-side batching"

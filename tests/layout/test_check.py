@@ -156,3 +156,16 @@ def test_cli_check_json_and_its_exit_status(layout: Path) -> None:
     assert report["ok"] is False
     [problem] = [p for p in report["problems"] if "token authorization" in p["message"]]
     assert problem["level"] == "error" and problem["fix"]
+
+
+def test_the_torchserve_only_rules_do_not_hold_for_the_python_runtime(layout: Path) -> None:
+    """Token authorization and the stock envelope with batchSize > 1 break the TorchServe path only: the python
+    runtime checks no tokens and runs a stock envelope per request."""
+    _edit(layout, r"^disable_token_authorization=true\n", "")
+    _edit(layout, r"^enable_envvars_config=false", "enable_envvars_config=true")
+    torchserve = [p.message for p in check(layout).errors]
+    assert any("token authorization is left on" in m for m in torchserve)
+    assert any("stock kserve envelope on" in m for m in torchserve)
+    assert not check(layout, runtime="python").errors
+    with pytest.raises(ValueError, match="runtime must be one of torchserve, python"):
+        check(layout, runtime="triton")  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import stat
 
 import pytest
@@ -192,3 +193,61 @@ def test_json_never_carries_the_keys(run, hand_layout, tmp_path):
     out = json.loads(result.stdout)
     assert [d["kind"] for d in out["documents"]] == ["ServiceAccount", "InferenceService"]
     assert KEY_ID in secret_file.read_text()
+
+
+IMAGE = "ghcr.io/team/mar-build-runtime:1.0"
+
+
+def test_python_runtime_flags(run, hand_layout, tmp_path, caplog):
+    out = tmp_path / "isvc.yaml"
+    result = run(str(hand_layout), *HAND, "--runtime", "python", "--image", IMAGE, "--protocol", "v2", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    expected = render(
+        hand_layout, name="torchserve", namespace="kubeflow-user-example-com", storage_uri="pvc://leeway",
+        limits={"cpu": "2", "memory": "2Gi"}, requests={"cpu": "0.5", "memory": "0.5Gi"}, runtime="python",
+        image=IMAGE, protocol="v2",
+    )
+    assert out.read_text() == expected.text
+    runtime, isvc = expected.documents
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == runtime["metadata"]["name"] == "torchserve-mar-build"
+    assert f"wrote ServingRuntime torchserve-mar-build, InferenceService torchserve to {out}" in result.stderr
+    assert "/v2/models/bert/infer" in result.stderr
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # v2 is this runtime's own protocol
+
+
+def test_serving_runtime_flag_pins_the_torchserve_runtime(run, hand_layout):
+    result = run(str(hand_layout), *HAND, "--serving-runtime", "--runtime-version", "0.12.0", "--json")
+    assert result.exit_code == 0, result.output
+    runtime, isvc = json.loads(result.stdout)["documents"]
+    assert runtime["kind"] == "ServingRuntime"
+    assert runtime["spec"]["containers"][0]["image"] == "pytorch/torchserve-kfs:0.12.0"
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == runtime["metadata"]["name"]
+
+
+def test_an_image_without_a_tag_is_a_warning(run, hand_layout, caplog):
+    result = run(str(hand_layout), *HAND, "--runtime", "python", "--image", "ghcr.io/team/mar-build-runtime")
+    assert result.exit_code == 0, result.output
+    # The CLI's logging goes to stderr; under pytest its handler captures the record.
+    assert [r.levelname for r in caplog.records if "no fixed tag" in r.getMessage()] == ["WARNING"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--runtime", "python"], "runtime python needs the image"),
+        (["--image", IMAGE], "add --serving-runtime"),
+        (["--runtime", "python", "--image", IMAGE, "--runtime-version", "0.12.0"], "drop --runtime-version"),
+    ],
+)
+def test_runtime_errors_are_messages_with_hints(run, hand_layout, args, message):
+    result = run(str(hand_layout), *HAND, *args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "hint:" in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_runtime_is_a_usage_error(run, hand_layout):
+    result = run(str(hand_layout), *HAND, "--runtime", "triton")
+    assert result.exit_code == 2
+    assert "'torchserve', 'python'" in result.stderr

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from toolkit._layout import TS_DEFAULT_MAX_REQUEST
+from toolkit._serve.front_door import V1Request, too_large_message
 from toolkit._serve.wrapper import MAX_UPSTREAM_CONNECTIONS, UNREACHABLE_STATUS, TorchServeUpstream, UpstreamError
 
 Answer = tuple[int, str, bytes, dict[str, str]]  # status, reason, body, headers
@@ -106,8 +108,11 @@ def test_predict_posts_the_payload_as_json_and_returns_the_decoded_answer() -> N
         ),
         # TorchServe sends a handler's error without a content type: JSON is recognised
         ((507, "Insufficient Storage", b'{"error": "full"}', {}), "application/json", {"error": "full"}),
-        # Netty's own rejection: no body, the status line's reason becomes the message
-        ((413, "Request Entity Too Large", b"", {}), "application/json", {"error": "Request Entity Too Large"}),
+        # Netty's own rejection of a body over max_request_size: no body; the message names the limit and its key
+        ((413, "Request Entity Too Large", b"", {}), "application/json",
+         {"error": too_large_message(TS_DEFAULT_MAX_REQUEST)}),
+        # any other status without a body: the status line's reason becomes the message
+        ((429, "Too Many Requests", b"", {}), "application/json", {"error": "Too Many Requests"}),
         ((503, "Service Unavailable", b"queue full", {}), "text/plain; charset=utf-8", "queue full"),
     ],
 )
@@ -122,6 +127,33 @@ def test_a_non_2xx_answer_keeps_its_status_and_body(answer: Answer, content_type
     assert error.content_type == content_type
     decoded = json.loads(error.body) if content_type == "application/json" else error.body.decode()
     assert decoded == expected
+
+
+def test_a_checked_v1_body_goes_to_torchserve_byte_for_byte() -> None:
+    """500 levels deep: more than orjson encodes (254), which is why the wrapper forwards what the client sent."""
+    raw = b'{"instances": [' + b"[" * 500 + b"1" + b"]" * 500 + b"],  \n\t\"parameters\": {}}"
+
+    async def body(upstream: TorchServeUpstream, seen: list[dict[str, Any]]) -> bytes:
+        await upstream.call("intent", "predict", V1Request(raw), None)
+        return bytes(seen[0]["body"])
+
+    assert run((200, "OK", b'{"predictions": [1]}', {}), body) == raw
+
+
+def test_torchserve_s_empty_413_names_this_wrapper_s_limit() -> None:
+    async def body(standin: TorchServeUpstream, _: list[dict[str, Any]]) -> UpstreamError:
+        upstream = TorchServeUpstream(standin.base_url, 5, max_request_size=1234)
+        try:
+            with pytest.raises(UpstreamError) as caught:
+                await upstream.call("intent", "predict", V1Request(b'{"instances": [1]}'), None)
+        finally:
+            await upstream.close()
+        return caught.value
+
+    error = run((413, "Request Entity Too Large", b"", {}), body)
+    assert error.status == 413
+    message = json.loads(error.body)["error"]
+    assert "1234 bytes" in message and "server.max_request_size" in message
 
 
 def test_an_answer_that_is_not_json_is_an_error_naming_the_model() -> None:
@@ -177,3 +209,65 @@ def test_requests_beyond_the_connection_cap_wait_in_the_wrapper() -> None:
     answers, most = run((200, "OK", b'{"predictions": [1]}', {}), body, hold=0.2)
     assert answers == [{"predictions": [1]}] * calls
     assert most == MAX_UPSTREAM_CONNECTIONS
+
+
+# -- the front door's safety net: an unexpected error costs nobody the connection ---------------------------------
+def _serve_app(app: Any, calls: Callable[[str], Any]) -> Any:
+    """Run ``app`` under uvicorn (as the wrapper does) on a free loopback port, call ``calls(url)``, stop it."""
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        return calls(f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_an_unexpected_error_is_500_and_the_connection_stays_usable(guarded: bool) -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from toolkit._serve.front_door import KeepAliveOnError
+
+    async def broken(_: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    async def fine(_: Any) -> Any:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/broken", broken), Route("/fine", fine)])
+    if guarded:
+        app.add_middleware(KeepAliveOnError)
+
+    def calls(url: str) -> tuple[int, int, int, Any]:
+        with httpx.Client(timeout=10) as client:
+            bad = client.get(f"{url}/broken")
+            bad_port = bad.extensions["network_stream"].get_extra_info("client_addr")[1]
+            try:
+                good = client.get(f"{url}/fine")
+            except httpx.TransportError as exc:  # what the unguarded server may do to the next request
+                return bad.status_code, 0, 0, exc
+            good_port = good.extensions["network_stream"].get_extra_info("client_addr")[1]
+            return bad.status_code, good.status_code, int(bad_port == good_port), bad.text
+
+    bad, good, same_connection, detail = _serve_app(app, calls)
+    assert bad == 500
+    if guarded:
+        assert (good, same_connection) == (200, 1)
+        assert json.loads(detail) == {"error": "the server failed: RuntimeError: a bug"}
+    else:
+        assert (good, same_connection) != (200, 1), "uvicorn kept the connection: the guard is not needed any more"

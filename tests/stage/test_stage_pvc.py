@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -145,6 +147,58 @@ def test_an_interrupted_stage_leaves_a_consistent_tree_and_a_rerun_finishes(tmp_
     result = stage(new, "pvc://leeway/bert", mount=mount)
     assert staged(dest) == tree(new)
     assert [f.path for f in result.deleted] == ["model-store/bert.mar"]
+
+
+# A stage that dies by SIGKILL (no cleanup, no finally) when its progress first passes KILL_AT bytes.
+_KILLED_STAGE = """
+import os, signal, sys
+from toolkit._stage import stage
+
+def kill(done, total):
+    if done >= int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+stage(sys.argv[1], "pvc://leeway/bert", mount=sys.argv[2], concurrency=1, progress=kill)
+"""
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize("kill_at", [1 * MB, 25 * MB], ids=["inside-the-first-archive", "inside-the-second"])
+def test_a_stage_killed_mid_copy_never_leaves_a_config_naming_a_partial_archive(
+    tmp_path: Path, mount: Path, kill_at: int
+) -> None:
+    """Copies go largest first in 8 MB chunks: gpt (24 MB) then t5 (12 MB); the config goes last."""
+    old = make_layout(tmp_path / "old", {"bert": os.urandom(1000)})
+    stage(old, "pvc://leeway/bert", mount=mount)
+    new = make_layout(tmp_path / "new", {"gpt": os.urandom(24 * MB), "t5": os.urandom(12 * MB)})
+
+    killed = subprocess.run([sys.executable, "-c", _KILLED_STAGE, str(new), str(mount), str(kill_at)],
+                            capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    dest = mount / "bert"
+    config = (dest / "config/config.properties").read_bytes()
+    assert config == (old / "config/config.properties").read_bytes()
+    names = referenced_archives(config.decode())
+    assert names == {"bert.mar"}  # an empty set would make the check below pass on anything
+    for name in names:
+        assert (dest / "model-store" / name).read_bytes() == (old / "model-store" / name).read_bytes()
+    assert len(list(dest.rglob("*mar-build-tmp"))) == 1, "killed inside a copy: its temp file is left"
+    copied = {p.name for p in (dest / "model-store").glob("*.mar")} - {"bert.mar"}
+    assert copied == ({"gpt.mar"} if kill_at > 24 * MB else set())
+    for name in copied:  # an archive under its own name is whole: it was renamed into place after its copy
+        assert (dest / "model-store" / name).read_bytes() == (new / "model-store" / name).read_bytes()
+
+    rerun = stage(new, "pvc://leeway/bert", mount=mount)
+    assert staged(dest) == tree(new)
+    assert not list(dest.rglob("*mar-build-tmp")), "the killed run's temp file is removed"
+    assert "model-store/bert.mar" in [f.path for f in rerun.deleted]
+    # what the killed run finished is not copied again
+    assert {f.path for f in rerun.uploaded} == {"model-store/t5.mar", "config/config.properties"} | (
+        set() if copied else {"model-store/gpt.mar"})
+    assert any(f.reason == "temp file left by an interrupted run" for f in rerun.deleted)
+    again = stage(new, "pvc://leeway/bert", mount=mount)
+    assert again.bytes_uploaded == 0 and not again.uploaded and not again.deleted
+    assert staged(dest) == tree(new)
 
 
 def test_a_killed_run_s_archives_are_recognised_and_its_temp_files_removed(tmp_path: Path, mount: Path) -> None:

@@ -102,3 +102,32 @@ def cluster_options(fn: F) -> F:
     for decorate in reversed(_CLUSTER_OPTIONS):
         fn = decorate(fn)
     return fn
+
+
+def runtime_options(runtimes: Sequence[str]) -> Callable[[F], F]:
+    """--runtime, --image, --serving-runtime: which runtime serves a rendered layout, and the ServingRuntime render
+    brings for it (render and deploy LAYOUT). ``runtimes``: the library's names (``toolkit._render.RUNTIMES``)."""
+    decorators = (
+        click.option(
+            "--runtime", type=click.Choice(list(runtimes)),
+            help="The runtime that serves the layout: torchserve (KServe's TorchServe runtime; the default) or "
+            "python (mar-build's own, with its own ServingRuntime; needs --image).",
+        ),
+        click.option(
+            "--image", metavar="IMAGE",
+            help="The runtime's image, REGISTRY/REPOSITORY:TAG (required with --runtime python; with "
+            "--serving-runtime it replaces pytorch/torchserve-kfs).",
+        ),
+        click.option(
+            "--serving-runtime", is_flag=True,
+            help="TorchServe: also render a pinned namespaced ServingRuntime (pytorch/torchserve-kfs, "
+            "--runtime-version or 0.9.0) for clusters without KServe's kserve-torchserve.",
+        ),
+    )
+
+    def decorate(fn: F) -> F:
+        for option_decorator in reversed(decorators):
+            fn = option_decorator(fn)
+        return fn
+
+    return decorate

@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from .._deploy import ComponentStatus, DeployEvent, DeployResult, IsvcStatus, delete, deploy, status
+from .._render import RUNTIMES
 from . import cli
-from ._options import cluster_options, json_option, wait_timeout_option
+from ._options import cluster_options, json_option, runtime_options, wait_timeout_option
 from ._output import finish
 
 
@@ -28,29 +29,38 @@ def _show_event(event: DeployEvent) -> None:
 @click.option("--storage-uri", help="Where the layout was staged (when deploying a LAYOUT).")
 @click.option("--predictor-timeout", type=click.IntRange(min=1),
               help="The predictor's request timeout in seconds (when deploying a LAYOUT; see render).")
+@runtime_options(RUNTIMES)
 @json_option()
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=2.0, hidden=True)
 def deploy_command(
     sources: tuple[Path, ...], wait: bool, wait_timeout: float, name: str | None, storage_uri: str | None,
-    predictor_timeout: int | None, as_json: bool, poll_interval: float, **cluster: Any,
+    predictor_timeout: int | None, runtime: str | None, image: str | None, serving_runtime: bool, as_json: bool,
+    poll_interval: float, **cluster: Any,
 ) -> None:
     """Apply MANIFEST files (or render a LAYOUT) and wait until the InferenceService is ready.
 
     \b
     mar-build deploy isvc.yaml -n kubeflow-user-example-com
     mar-build deploy build/bert --name torchserve --storage-uri pvc://leeway/bert
+    mar-build deploy build/bert --name bert --storage-uri pvc://leeway/bert \\
+        --runtime python --image ghcr.io/team/mar-build-runtime:1.0
     """
     layouts = [s for s in sources if s.is_dir()]
     if layouts and len(sources) > 1:
         raise click.UsageError("give either one LAYOUT folder or manifest files, not both")
-    if not layouts and (name or storage_uri or predictor_timeout):
+    given = {
+        "timeout": predictor_timeout, "runtime": runtime, "image": image, "serving_runtime": serving_runtime or None,
+    }
+    render_options = {key: value for key, value in given.items() if value is not None}
+    if not layouts and (name or storage_uri or render_options):
         raise click.UsageError(
-            "--name, --storage-uri and --predictor-timeout apply to a LAYOUT; a manifest already holds them"
+            "--name, --storage-uri, --predictor-timeout, --runtime, --image and --serving-runtime apply to a LAYOUT; "
+            "a manifest already holds them"
         )
-    render_options = {"timeout": predictor_timeout} if predictor_timeout is not None else None
     result = deploy(
         sources[0] if layouts else list(sources), wait=wait, timeout=wait_timeout, on_event=_show_event,
-        poll_interval=poll_interval, name=name, storage_uri=storage_uri, render_options=render_options, **cluster,
+        poll_interval=poll_interval, name=name, storage_uri=storage_uri, render_options=render_options or None,
+        **cluster,
     )
     finish(result, as_json=as_json, show=lambda r: _show_deployed(r, wait))
 
@@ -113,7 +123,7 @@ def delete_command(
     isvc: str, namespace: str | None, wait: bool, wait_timeout: float, ignore_not_found: bool, as_json: bool,
     poll_interval: float, **cluster: Any,
 ) -> None:
-    """Delete an InferenceService (its Secret, ServiceAccount and PVC stay)."""
+    """Delete an InferenceService (its Secret, ServiceAccount, PVC and ServingRuntime stay)."""
     deleted = delete(
         isvc, namespace, wait=wait, timeout=wait_timeout, missing_ok=ignore_not_found, poll_interval=poll_interval,
         **cluster,

@@ -7,9 +7,18 @@ from typing import Any
 
 import click
 
-from .._render import ACCESS_MODES, DEPLOYMENT_MODES, SCALE_METRICS, Manifests, PvcRequest, S3Credentials, render
+from .._render import (
+    ACCESS_MODES,
+    DEPLOYMENT_MODES,
+    RUNTIMES,
+    SCALE_METRICS,
+    Manifests,
+    PvcRequest,
+    S3Credentials,
+    render,
+)
 from . import cli
-from ._options import json_option, option, s3_endpoint_option, s3_region_option
+from ._options import json_option, option, runtime_options, s3_endpoint_option, s3_region_option
 from ._output import finish
 
 
@@ -29,6 +38,7 @@ def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("--storage-uri", help="Where the layout was staged: pvc://CLAIM/PATH or s3://BUCKET/PREFIX.")
 @click.option("-n", "--namespace", help="Kubernetes namespace (Kubeflow: your profile's namespace).")
 @click.option("--protocol", type=click.Choice(["v1", "v2"]), help="KServe protocol version (default v1).")
+@runtime_options(RUNTIMES)
 @click.option("--runtime-version", help="pytorch/torchserve-kfs image tag, e.g. 0.12.0 (0.12.0-gpu with --gpu).")
 @click.option("--gpu", type=click.IntRange(min=0), help="GPUs (nvidia.com/gpu) per replica.")
 @click.option("--cpu", help="CPU request and limit, e.g. 2 or 500m.")
@@ -67,12 +77,14 @@ def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 def render_command(
     layout: Path, output: Path | None, s3_secret_file: Path | None, as_json: bool, **options: Any
 ) -> None:
-    """Render the InferenceService (and S3 Secret, ServiceAccount, PVC when asked) that serves LAYOUT.
+    """Render the InferenceService (and S3 Secret, ServiceAccount, PVC, ServingRuntime when asked) that serves LAYOUT.
 
     \b
     mar-build render build/bert --name torchserve -n kubeflow-user-example-com \\
         --storage-uri pvc://leeway/bert --cpu-request 0.5 --memory-request 0.5Gi \\
         --cpu-limit 2 --memory-limit 2Gi -o isvc.yaml
+    mar-build render build/bert --name bert --storage-uri pvc://leeway/bert \\
+        --runtime python --image ghcr.io/team/mar-build-runtime:1.0 --protocol v2
     """
     if s3_secret_file is not None and output is not None and s3_secret_file.resolve() == output.resolve():
         raise click.UsageError("--s3-secret-file must be another file than -o: keys never go into the manifests")

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import cast
 
 import click
 
-from .._serve import LocalPredictor, ServeEvent, serve
+from .._serve import RUNTIMES, LocalPredictor, Runtime, RuntimePredictor, ServeEvent, serve
 from . import cli
 from ._options import json_option, option
 from ._output import exit_with, finish
@@ -43,7 +44,7 @@ def _ctrl_c_stops() -> Iterator[None]:
                 signal.signal(signum, handler)
 
 
-def _stop_shielded(predictor: LocalPredictor) -> None:
+def _stop_shielded(predictor: LocalPredictor | RuntimePredictor) -> None:
     """predictor.stop() with Ctrl-C and SIGTERM ignored: a second Ctrl-C must not cut the shutdown short and leave
     TorchServe behind (stop() is bounded)."""
     shielded = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _STOP_SIGNALS}
@@ -58,12 +59,14 @@ def _show_event(event: ServeEvent) -> None:
     click.echo(f"  {event}", err=True)
 
 
-def _show_endpoints(predictor: LocalPredictor) -> None:
-    click.echo(f"Serving {len(predictor.models)} model(s) like the predictor pod, ready: {', '.join(predictor.models)}")
+def _show_endpoints(predictor: LocalPredictor | RuntimePredictor) -> None:
+    how = "the python runtime" if isinstance(predictor, RuntimePredictor) else "the predictor pod"
+    click.echo(f"Serving {len(predictor.models)} model(s) like {how}, ready: {', '.join(predictor.models)}")
     for model in predictor.models:
         click.echo(f"  predict  POST {predictor.predict_url(model)}")
         click.echo(f"  ready    GET  {predictor.url}/v1/models/{model}")
-    click.echo(f"  metrics  GET  {predictor.metrics_url}   (TorchServe's Prometheus metrics)")
+    whose = "the runtime's" if isinstance(predictor, RuntimePredictor) else "TorchServe's"
+    click.echo(f"  metrics  GET  {predictor.metrics_url}   ({whose} Prometheus metrics)")
     click.echo(f"  log      {predictor.log_path}")
     click.echo(f"Try: mar-build predict {predictor.url} -m {predictor.models[0]} --data request.json")
     click.echo("Press Ctrl-C to stop.")
@@ -83,12 +86,15 @@ def _show_endpoints(predictor: LocalPredictor) -> None:
               help="Keep the run folder (config copy, TorchServe's logs) here instead of a temporary one.")
 @option("--startup-timeout", type=click.FloatRange(1), default=300.0, show_default=True, old=["--timeout"],
         help="Seconds for TorchServe to start and every model to become ready.")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="torchserve", show_default=True,
+              help="torchserve: TorchServe behind KServe's wrapper, as the kserve-torchserve runtime; python: "
+              "mar-build's own runtime (kserve's ModelServer, the handlers in process, no Java).")
 @click.option("--torchserve", "torchserve", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The torchserve script to run, e.g. from a venv with the pod image's TorchServe 0.9.0.")
 @json_option("the endpoints, on one line,")
 def serve_command(
     source: str, port: int, host: str, grpc_port: int | None, ts_ports: str, mount: Path | None,
-    workdir: Path | None, startup_timeout: float, torchserve: Path | None, as_json: bool,
+    workdir: Path | None, startup_timeout: float, runtime: str, torchserve: Path | None, as_json: bool,
 ) -> None:
     """Serve a layout locally exactly like KServe's predictor pod, until Ctrl-C.
 
@@ -106,7 +112,8 @@ def serve_command(
             predictor = serve(
                 source, port=port, host=host, grpc_port=grpc_port, mount=mount, workdir=workdir,
                 ts_ports="config" if ts_ports == "config" else "free", startup_timeout=startup_timeout,
-                torchserve=torchserve, on_event=_show_event,
+                torchserve=torchserve, runtime=cast(Runtime, runtime),
+                on_event=_show_event,
             )
         except KeyboardInterrupt:
             click.echo("interrupted: stopped", err=True)

@@ -1,10 +1,11 @@
 """deploy: an InferenceService and its companions through the Kubernetes API, then the wait until it is Ready.
 
 ``deploy`` applies the manifests (server-side apply, field manager ``mar-build``) in the order Secret, ServiceAccount,
-PersistentVolumeClaim, InferenceService, then watches the InferenceService until Ready, reporting each condition and
-pod change through ``on_event``. When it cannot become ready (a crash loop, a failed storage-initializer, OOMKilled, an
-image that cannot be pulled, a fatal line in the server's log) or the timeout passes, it raises a DeployError whose
-diagnosis says why (see ``_diagnose``), instead of waiting out the timeout or dumping YAML.
+PersistentVolumeClaim, ConfigMap, ServingRuntime, InferenceService, then watches the InferenceService until Ready,
+reporting each condition and pod change through ``on_event``. When it cannot become ready (a crash loop, a failed
+storage-initializer, OOMKilled, an image that cannot be pulled, a fatal line in the server's log) or the timeout
+passes, it raises a DeployError whose diagnosis says why (see ``_diagnose``), instead of waiting out the timeout or
+dumping YAML.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .._events import OnEvent
 from .._kube import FIELD_MANAGER, ApiFailure, Cluster, connect
 from .isvc import generation_of, is_ready, jsonable, observed, urls_of
 from .manifests import ManifestSource, check_namespace, load_manifests, prepare, render_layout
+from .runtime import apply_serving_runtime
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -158,7 +160,10 @@ def _apply_all(
     applied: list[str] = []
     isvc: dict[str, Any] = {}
     for doc in prepared:
-        obj, created = cluster.apply(doc, namespace)
+        if doc["kind"] == "ServingRuntime":
+            obj, created = apply_serving_runtime(cluster, doc, namespace)
+        else:
+            obj, created = cluster.apply(doc, namespace)
         line = f"{doc['kind']}/{doc['metadata']['name']} {'created' if created else 'configured'}"
         applied.append(line)
         reporter.emit("applied", f"applied {line} in namespace {namespace}")

@@ -1,7 +1,8 @@
 """The documents deploy applies: loaded from files, ``Manifests`` or mappings, checked, and put in apply order.
 
-deploy applies only the kinds mar-build renders (Secret, ServiceAccount, PersistentVolumeClaim, ConfigMap and one
-InferenceService), all in one namespace; anything else is refused before the first request is sent.
+deploy applies only the kinds mar-build renders (Secret, ServiceAccount, PersistentVolumeClaim, ConfigMap,
+ServingRuntime and one InferenceService), all in one namespace; anything else is refused before the first request
+is sent.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from .._errors import DeployError
 from .._kube import CORE_KINDS, ISVC_API_VERSION
 from .._names import dns1123_label_problem
 from .._spec import check_isvc_name
+from .runtime import SERVING_RUNTIME_API_VERSION
 
 # Apply order: what the InferenceService refers to exists before it does.
-KIND_ORDER = ("Secret", "ServiceAccount", "PersistentVolumeClaim", "ConfigMap", "InferenceService")
+KIND_ORDER = ("Secret", "ServiceAccount", "PersistentVolumeClaim", "ConfigMap", "ServingRuntime", "InferenceService")
+API_VERSIONS = {"InferenceService": ISVC_API_VERSION, "ServingRuntime": SERVING_RUNTIME_API_VERSION}
 # Fields the API server owns; `kubectl get -o yaml` output carries them and server-side apply rejects some of them.
 _SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "selfLink")
 
@@ -86,10 +89,10 @@ def _check_document(doc: Mapping[str, Any], index: int) -> tuple[str, str]:
     api_version = doc.get("apiVersion")
     name = (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), Mapping) else None
     where = f"document {index} ({kind or 'no kind'}{'/' + name if name else ''})"
-    if kind == "InferenceService":
-        if api_version != ISVC_API_VERSION:
+    if kind in API_VERSIONS:
+        if api_version != API_VERSIONS[kind]:
             raise DeployError(
-                f"{where}: apiVersion {api_version!r} is not supported", hint=f"use apiVersion: {ISVC_API_VERSION}"
+                f"{where}: apiVersion {api_version!r} is not supported", hint=f"use apiVersion: {API_VERSIONS[kind]}"
             )
     elif kind in CORE_KINDS:
         if api_version != "v1":

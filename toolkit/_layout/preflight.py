@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .._errors import ArchiveError, LayoutError
+from .._spec import RUNTIMES, Runtime
 from .properties import find_entry
 from .read import Layout, read_archive, read_layout
 
@@ -25,7 +26,7 @@ POD_MODEL_STORE = "/mnt/models/model-store"
 POD_INFERENCE_PORT = 8085
 WRAPPER_HTTP_PORT = 8080
 WRAPPER_GRPC_PORT = 8081
-TS_DEFAULT_MAX_REQUEST = 6553500
+TS_DEFAULT_MAX_REQUEST = 6553500  # TorchServe's max_request_size when config.properties does not set it
 
 Level = Literal["error", "warning"]
 
@@ -91,15 +92,22 @@ class CheckReport:
         self.problems.append(Problem("warning", message, hint))
 
 
-def check(path: str | Path) -> CheckReport:
-    """Preflight a layout folder. Returns the report; raises LayoutError only when ``path`` is not a layout at all."""
+def check(path: str | Path, *, runtime: Runtime = "torchserve") -> CheckReport:
+    """Preflight a layout folder for ``runtime``. Returns the report; raises LayoutError only when ``path`` is not a
+    layout at all. The python runtime checks no tokens and runs a stock envelope per request (so batches with it are
+    served right): those two TorchServe rules do not apply to it."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     layout = read_layout(path)
     report = CheckReport(layout.path, models=layout.model_names())
     for problem in layout.problems:
         report._error(problem, "write model_snapshot as one line of JSON: {\"name\":\"startup.cfg\",...}")
     _check_keys(layout, report)
     _check_ports(layout, report)
-    _check_envelope_and_auth(layout, report)
+    if runtime == "torchserve":
+        _check_envelope_and_auth(layout, report)
+    else:
+        _check_envelope_names(layout, report)
     _check_snapshot(layout, report)
     _check_comments(layout, report)
     return report
@@ -213,14 +221,19 @@ def _truthy(value: str | None) -> bool:
     return value is not None and value.strip().lower() == "true"
 
 
-def _check_envelope_and_auth(layout: Layout, report: CheckReport) -> None:
-    props = layout.properties
-    envelope = props.get("service_envelope")
+def _check_envelope_names(layout: Layout, report: CheckReport) -> None:
+    envelope = layout.properties.get("service_envelope")
     if envelope is not None and envelope.strip().lower() == "kfserving":
         report._error(
             "service_envelope=kfserving names an envelope TorchServe no longer has (renamed kserve)",
-            "remove service_envelope (mar-build handlers read the v1 envelope themselves)",
+            "remove service_envelope (mar-build handlers read the v1 and v2 envelopes themselves)",
         )
+
+
+def _check_envelope_and_auth(layout: Layout, report: CheckReport) -> None:
+    props = layout.properties
+    envelope = props.get("service_envelope")
+    _check_envelope_names(layout, report)
     # KServe's runtime sets TS_SERVICE_ENVELOPE=kserve; TorchServe honours it only with enable_envvars_config=true.
     stock_envelope = _truthy(props.get("enable_envvars_config")) or envelope is not None
     if stock_envelope:
@@ -355,7 +368,7 @@ def _check_archive(name: str, version: str, mar: Path, layout: Layout, report: C
         )
     if info.build_info is not None and _truthy(props.get("enable_envvars_config")):
         report._warn(
-            f"model {name!r} was built by mar-build, whose handlers read the v1 envelope themselves, but "
+            f"model {name!r} was built by mar-build, whose handlers read the v1 and v2 envelopes themselves, but "
             "enable_envvars_config=true lets KServe's TS_SERVICE_ENVELOPE wrap them in the stock envelope",
             "set enable_envvars_config=false",
         )

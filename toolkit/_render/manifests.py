@@ -30,9 +30,10 @@ class Endpoint:
 class Manifests:
     """Rendered manifests: ``documents`` (parsed, in apply order) and ``text`` (the same, as multi-document YAML).
 
-    Apply order: Secret, ServiceAccount, PersistentVolumeClaim, InferenceService. A Secret that holds S3 keys is
-    never part of ``documents``/``text``: it is ``secret``, a Manifests of its own, written only on purpose
-    (``manifests.secret.write(FILE)``, mode 0600). ``all_documents()`` is everything to apply through the API.
+    Apply order: Secret, ServiceAccount, PersistentVolumeClaim, ServingRuntime, InferenceService (last, always). A
+    Secret that holds S3 keys is never part of ``documents``/``text``: it is ``secret``, a Manifests of its own,
+    written only on purpose (``manifests.secret.write(FILE)``, mode 0600). ``all_documents()`` is everything to
+    apply through the API.
     """
 
     documents: list[dict[str, Any]]
@@ -101,17 +102,22 @@ def parse_documents(texts: Sequence[str]) -> Manifests:
 
 def check_written(
     isvc: dict[str, Any], *, name: str, labels: Mapping[str, str], annotations: Mapping[str, str], uri: str,
-    env: Sequence[tuple[str, str]],
+    env: Sequence[tuple[str, str]], runtime: str | None = None, runtime_document: dict[str, Any] | None = None,
 ) -> None:
-    """Raise TemplateError unless the InferenceService reads back with exactly the values it was rendered from."""
+    """Raise TemplateError unless the InferenceService (and the ServingRuntime it selects, when rendered) reads
+    back with exactly the values it was rendered from."""
     meta = isvc.get("metadata", {})
     model = isvc["spec"]["predictor"]["model"]
     written = (meta.get("name"), meta.get("labels", {}), meta.get("annotations", {}), model.get("storageUri"),
-               [(e.get("name"), e.get("value")) for e in model.get("env", [])])
-    if written != (name, dict(labels), dict(annotations), uri, list(env)):
+               [(e.get("name"), e.get("value")) for e in model.get("env", [])], model.get("runtime"))
+    if written != (name, dict(labels), dict(annotations), uri, list(env), runtime):
         raise TemplateError(
             "the InferenceService does not read back as rendered", template="inferenceservice.yaml.jinja"
         )
+    if runtime_document is not None and (
+        runtime_document.get("kind"), runtime_document.get("metadata", {}).get("name")
+    ) != ("ServingRuntime", runtime):
+        raise TemplateError("the ServingRuntime does not read back as rendered", template="servingruntime.yaml.jinja")
 
 
 def endpoint(model: str, name: str, namespace: str | None, protocol: str) -> Endpoint:

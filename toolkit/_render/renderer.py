@@ -1,14 +1,16 @@
-"""render(): the Kubernetes manifests that serve a layout on KServe's TorchServe runtime.
+"""render(): the Kubernetes manifests that serve a layout on KServe, with TorchServe or mar-build's python runtime.
 
 The InferenceService (serving.kserve.io/v1beta1) and, where asked, the S3 Secret with the ServiceAccount that lists
-it, and a PersistentVolumeClaim. The text comes from ``templates/*.yaml.jinja`` with every value written as a safe
-YAML scalar; ``Manifests.documents`` is that text parsed back, so what is applied and what is written are one thing.
+it, a PersistentVolumeClaim, and a namespaced ServingRuntime (``runtimes``). The text comes from
+``templates/*.yaml.jinja`` with every value written as a safe YAML scalar; ``Manifests.documents`` is that text
+parsed back, so what is applied and what is written are one thing.
 
 Values come from the layout's archives (mar.yaml's ``kserve`` section, recorded in each archive's mar_build.json)
 and from explicit arguments, which win. Everything a user can get wrong is checked with a RenderError (or a
 SpecError for names) that says what would be valid: names, label and annotation keys and values, resource
-quantities, the storage URI's level, replicas, the runtime version's ``-gpu`` tag. The steps: the target (name,
-namespace, storage URI), the predictor model's fields, the replicas, the metadata, the storage access manifests.
+quantities, the storage URI's level, replicas, the runtime version's ``-gpu`` tag, the runtime's image. The steps:
+the target (name, namespace, storage URI), the predictor model's fields, the runtime, the replicas, the metadata,
+the storage access manifests.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from .facts import LayoutFacts, read_layout_facts
 from .manifests import Manifests, check_written, endpoint, parse_documents
 from .pvc import PvcRequest, render_pvc
 from .resources import ordered, resolve_resources
+from .runtimes import RuntimeChoice, choose_runtime
 from .s3 import S3Credentials, render_secret
 from .threads import predictor_env, thread_budget
 
@@ -48,7 +51,6 @@ log = logging.getLogger("toolkit.render")
 
 SCALE_METRICS = ("cpu", "memory", "concurrency", "rps")  # the CRD's enum for predictor.scaleMetric
 PROTOCOLS = ("v1", "v2")
-RUNTIME_METRICS_PORT = 8082  # the kserve-torchserve runtime's prometheus.kserve.io/port
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 PROMETHEUS_ANNOTATION = "serving.kserve.io/enable-prometheus-scraping"
@@ -92,6 +94,9 @@ def render(
     annotations: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     prometheus: bool = False,
+    runtime: str | None = None,
+    image: str | None = None,
+    serving_runtime: bool = False,
 ) -> Manifests:
     """Render the manifests that serve ``layout`` (a folder with config/ and model-store/) from ``storage_uri``.
 
@@ -116,6 +121,13 @@ def render(
     ``S3Credentials.from_env``) is kept apart in ``Manifests.secret`` so that writing or printing the manifests
     cannot leak them; an anonymous Secret holds no keys and is part of ``documents``.
 
+    Runtime: ``runtime`` "torchserve" (the default) is KServe's TorchServe runtime, found by ``modelFormat:
+    pytorch`` in the cluster's ``kserve-torchserve``, or, with ``serving_runtime``, a pinned namespaced copy of it
+    that render brings (``pytorch/torchserve-kfs:RUNTIME_VERSION``, default 0.9.0, ``-gpu`` with a GPU; ``image``
+    replaces it). "python" is mar-build's own runtime: a namespaced ServingRuntime running ``image`` (required) and
+    an InferenceService that selects it; the pytorch/torchserve-kfs ``runtime_version`` does not apply to it. The
+    ServingRuntime comes before the InferenceService in ``documents``.
+
     Raises RenderError (or SpecError for an InferenceService name) naming the bad value and what would be valid,
     and LayoutError when ``layout`` is not a readable layout.
     """
@@ -129,21 +141,30 @@ def render(
         deployment_mode=deployment_mode, timeout=timeout, canary_traffic_percent=canary_traffic_percent,
     )
     target = _target(chosen, facts)
-    model = _model_fields(chosen, facts, requests=requests, limits=limits, env=env)
+    kind = runtime if runtime is not None else "torchserve"
+    model = _model_fields(chosen, facts, requests=requests, limits=limits, env=env, runtime=kind,
+                          explicit_version=runtime_version is not None)
+    choice = choose_runtime(
+        kind, isvc=target.name, namespace=target.namespace, protocol=model["protocol"], gpus=model.pop("gpus"),
+        image=image, serving_runtime=serving_runtime, runtime_version=model["runtime_version"],
+        labels=_aux_labels(target),
+    )
     scaling = _scaling(chosen)
     isvc_labels, isvc_annotations = _metadata(
         chosen, labels, annotations, scale_metric=scaling["scale_metric"], facts=facts, prometheus=prometheus,
-        have_layout=layout is not None,
+        have_layout=layout is not None, choice=choice,
     )
     texts, secret, account = _storage_access(target, chosen.service_account, s3, pvc)
+    texts += [choice.text] if choice.text is not None else []
     texts.append(render_template(
         "inferenceservice.yaml.jinja", name=target.name, namespace=target.namespace,
         labels=sorted(isvc_labels.items()), annotations=sorted(isvc_annotations.items()), service_account=account,
-        storage_uri=target.uri, **model, **scaling,
+        storage_uri=target.uri, runtime=choice.runtime, model_format=choice.model_format, **model, **scaling,
     ))
     manifests = parse_documents(texts)
     check_written(manifests.documents[-1], name=target.name, labels=isvc_labels, annotations=isvc_annotations,
-                  uri=target.uri, env=model["env"])
+                  uri=target.uri, env=model["env"], runtime=choice.runtime,
+                  runtime_document=manifests.documents[-2] if choice.text is not None else None)
     endpoints = tuple(endpoint(m, target.name, target.namespace, model["protocol"]) for m in facts.models)
     return dataclasses.replace(manifests, secret=secret, endpoints=endpoints)
 
@@ -176,12 +197,13 @@ def _target(chosen: KServeSettings, facts: LayoutFacts) -> _Target:
 
 def _model_fields(
     chosen: KServeSettings, facts: LayoutFacts, *, requests: Mapping[str, Any] | None,
-    limits: Mapping[str, Any] | None, env: Mapping[str, Any] | None,
+    limits: Mapping[str, Any] | None, env: Mapping[str, Any] | None, runtime: str, explicit_version: bool,
 ) -> dict[str, Any]:
-    """The predictor model's template fields: protocol, runtime version, resources and environment, checked."""
-    proto = _protocol(chosen.protocol or "v1")
+    """The predictor model's template fields: protocol, runtime version, resources and environment, checked
+    (and ``gpus``, for the runtime)."""
+    proto = _protocol(chosen.protocol or "v1", runtime)
     gpus = whole(chosen.gpu, "gpu", minimum=0) or 0
-    version = chosen.runtime_version
+    version = _runtime_version(chosen.runtime_version, runtime, explicit=explicit_version)
     if version is not None:
         check_runtime_version(version, gpus)
     res_requests, res_limits = resolve_resources(chosen.resources, requests, limits, gpus)
@@ -190,14 +212,28 @@ def _model_fields(
     threads = thread_budget(facts.entries, res_limits.get("cpu"), gpus=gpus)
     return {
         "protocol": proto, "runtime_version": version, "limits": ordered(res_limits),
-        "requests": ordered(res_requests), "env": predictor_env(own_env, threads),
+        "requests": ordered(res_requests), "env": predictor_env(own_env, threads), "gpus": gpus,
     }
 
 
-def _protocol(protocol: str) -> str:
+def _runtime_version(version: str | None, runtime: str, *, explicit: bool) -> str | None:
+    """The pytorch/torchserve-kfs tag; for the python runtime none (KServe would put it on the runtime's image)."""
+    if version is None or runtime != "python":
+        return version
+    if explicit:
+        raise RenderError(
+            f"runtime_version {version!r} is a pytorch/torchserve-kfs tag; the python runtime runs --image, and "
+            "KServe would replace that image's tag with it", hint="drop --runtime-version and tag the image instead",
+        )
+    log.warning("runtime_version %s from the layout's mar.yaml is a TorchServe image tag: not used with the python "
+                "runtime", version)
+    return None
+
+
+def _protocol(protocol: str, runtime: str) -> str:
     if protocol not in PROTOCOLS:
         raise RenderError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    if protocol == "v2":
+    if protocol == "v2" and runtime == "torchserve":
         log.warning(
             "protocol v2: mar-build's handlers answer the v1 envelope ({'instances': [...]}); v2 needs a handler "
             "that speaks it"
@@ -230,7 +266,7 @@ def _scaling(chosen: KServeSettings) -> dict[str, Any]:
 
 def _metadata(
     chosen: KServeSettings, labels: Mapping[str, Any] | None, annotations: Mapping[str, Any] | None, *,
-    scale_metric: str | None, facts: LayoutFacts, prometheus: bool, have_layout: bool,
+    scale_metric: str | None, facts: LayoutFacts, prometheus: bool, have_layout: bool, choice: RuntimeChoice,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The InferenceService's labels and annotations: the defaults with the caller's merged key by key, and the
     annotations render owns (deployment mode, Prometheus scraping) added; every key and value checked."""
@@ -244,15 +280,17 @@ def _metadata(
     if mode is not None:
         set_reserved(isvc_annotations, DEPLOYMENT_MODE_ANNOTATION, mode, "deployment_mode")
     if prometheus:
-        _add_prometheus(isvc_annotations, facts, have_layout)
+        _add_prometheus(isvc_annotations, facts, have_layout, choice)
     check_annotations(isvc_annotations)
     return isvc_labels, isvc_annotations
 
 
-def _add_prometheus(annotations: dict[str, str], facts: LayoutFacts, have_layout: bool) -> None:
+def _add_prometheus(annotations: dict[str, str], facts: LayoutFacts, have_layout: bool, choice: RuntimeChoice) -> None:
     set_reserved(annotations, PROMETHEUS_ANNOTATION, "true", "prometheus")
+    if choice.kind == "python":
+        return  # its /metrics is the server's own, on the port its ServingRuntime's annotation names
     # The runtime's own annotations point at 8082; a layout serving metrics elsewhere needs the override.
-    if facts.metrics_port is not None and facts.metrics_port != RUNTIME_METRICS_PORT:
+    if facts.metrics_port is not None and facts.metrics_port != choice.metrics_port:
         set_reserved(annotations, PROMETHEUS_PORT_ANNOTATION, str(facts.metrics_port), "prometheus")
     if have_layout and facts.metrics_mode != "prometheus":
         log.warning(
@@ -269,7 +307,7 @@ def _storage_access(
     texts: list[str] = []
     secret: Manifests | None = None
     account = service_account
-    aux_labels = [("app.kubernetes.io/managed-by", "mar-build"), ("app.kubernetes.io/part-of", target.name)]
+    aux_labels = _aux_labels(target)
     if s3 is not None:
         expect_type(s3, S3Credentials, "s3")
         if target.scheme != "s3":
@@ -294,6 +332,11 @@ def _storage_access(
         expect_type(pvc, PvcRequest, "pvc")
         texts.append(render_pvc(pvc, target.scheme, target.root, target.uri, target.namespace, aux_labels))
     return texts, secret, account
+
+
+def _aux_labels(target: _Target) -> list[tuple[str, str]]:
+    """The labels of everything rendered beside the InferenceService: who manages it, which service it is part of."""
+    return [("app.kubernetes.io/managed-by", "mar-build"), ("app.kubernetes.io/part-of", target.name)]
 
 
 __all__ = ["PROTOCOLS", "SCALE_METRICS", "render"]

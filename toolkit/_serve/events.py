@@ -12,7 +12,8 @@ from .._events import OnEvent
 log = logging.getLogger("toolkit.serve")
 
 EventKind = Literal[
-    "download", "warning", "ports", "threads", "torchserve-started", "wrapper-started", "model-loading", "model-ready"
+    "download", "warning", "ports", "threads", "torchserve-started", "wrapper-started", "runtime-started",
+    "model-loading", "model-ready",
 ]
 
 

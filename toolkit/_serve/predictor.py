@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._diagnose import log_tail, plain_tail
+from .._errors import ServeError
 from .._events import OnEvent
 from .._layout import Layout, check, read_layout
+from .._spec import RUNTIMES, Runtime
 from .config import (
     address_port,
     check_config_ports,
@@ -46,6 +48,7 @@ from .processes import (
 )
 from .readiness import POLL_S, Startup, wait_models, wait_torchserve, wait_wrapper
 from .run import RunFolder, open_run_folder
+from .runtime import RuntimePredictor, serve_python
 from .source import archive_versions, resolve_source
 from .threads import ThreadBudget, thread_budget
 
@@ -172,7 +175,7 @@ class LocalPredictor:
 
 # A notebook kernel that exits normally stops what it started. Strong references: a handle dropped without
 # stop() must still be found here (the wrapper's watchdog covers a kernel that is killed).
-_LIVE: set[LocalPredictor] = set()
+_LIVE: set[LocalPredictor | RuntimePredictor] = set()
 
 
 @atexit.register
@@ -194,6 +197,7 @@ class _Request:
     workdir: str | Path | None
     mount: str | Path | None
     startup_timeout: float
+    runtime: Runtime = "torchserve"
 
 
 def serve(
@@ -207,9 +211,14 @@ def serve(
     mount: str | Path | None = None,
     startup_timeout: float = 300.0,
     torchserve: str | Path | None = None,
+    runtime: Runtime = "torchserve",
     on_event: OnEvent[ServeEvent] | None = None,
-) -> LocalPredictor:
+) -> LocalPredictor | RuntimePredictor:
     """Start TorchServe and the kserve wrapper on a layout, as the predictor pod does; return when every model is ready.
+
+    ``runtime="python"`` serves the same layout with mar-build's own runtime instead (one process, kserve's
+    ModelServer with the handlers in process, no Java; see toolkit/_runtime): a RuntimePredictor with the same
+    API. ``ts_ports``, ``grpc_port`` and ``torchserve`` concern TorchServe only (gRPC is not served by it yet).
 
     ``source`` is a layout folder, an ``s3://BUCKET/PREFIX`` URI (downloaded with kserve_storage, as the
     storage-initializer does; AWS_ENDPOINT_URL and the AWS_* credentials apply) or ``pvc://CLAIM/PATH`` with
@@ -226,15 +235,25 @@ def serve(
     fixes the diagnosis rules name for them).
     """
     emit = emitter(on_event)
-    check_java()
-    exe = find_torchserve(torchserve)
-    check_port(host, port, "the wrapper's HTTP port", "pass another port (--port)")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    python = runtime == "python"
+    if python and grpc_port is not None:
+        raise ServeError("the python runtime serves no gRPC yet", hint="leave out grpc_port (--grpc-port)")
+    exe = ""
+    if not python:
+        check_java()
+        exe = find_torchserve(torchserve)
+    check_port(host, port, "the runtime's HTTP port" if python else "the wrapper's HTTP port",
+               "pass another port (--port)")
     if grpc_port is not None:
         check_port(host, grpc_port, "the wrapper's gRPC port", "pass another port (--grpc-port)")
-    request = _Request(source, port, host, grpc_port, ts_ports, workdir, mount, startup_timeout)
+    request = _Request(source, port, host, grpc_port, ts_ports, workdir, mount, startup_timeout, runtime)
     cleanup: list[Path] = []
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
+        if python:
+            return _start_python(request, cleanup, processes, emit)
         return _start(request, exe, cleanup, processes, emit)
     except BaseException:
         # Nothing half-started survives a failure or a Ctrl-C during startup.
@@ -282,9 +301,28 @@ def _start(
     )
 
 
-def _checked_layout(layout: Path, emit: OnEvent[ServeEvent]) -> Layout:
+def _start_python(
+    request: _Request, cleanup: list[Path], processes: list[tuple[str, subprocess.Popen[bytes]]],
+    emit: OnEvent[ServeEvent],
+) -> RuntimePredictor:
+    layout = resolve_source(request.source, request.mount, cleanup, emit)
+    info = _checked_layout(layout, emit, "python")
+    versions = archive_versions(info.entries, layout)
+    run = open_run_folder(request.workdir, cleanup)
+    budget = thread_budget(info.entries)
+    emit(budget.event())
+    url = f"http://{url_host(request.host)}:{request.port}"
+    predictor = serve_python(
+        info, run, host=request.host, port=request.port, url=url, budget=budget,
+        startup_timeout=request.startup_timeout, versions=versions, cleanup=cleanup, processes=processes, emit=emit,
+    )
+    _LIVE.add(predictor)
+    return predictor
+
+
+def _checked_layout(layout: Path, emit: OnEvent[ServeEvent], runtime: Runtime = "torchserve") -> Layout:
     """The layout, read, once `check` finds no error in it (its warnings become events)."""
-    report = check(layout)
+    report = check(layout, runtime=runtime)
     report.raise_for_errors()
     for problem in report.warnings:
         emit(ServeEvent("warning", f"warning: {problem.message}"))

@@ -63,16 +63,20 @@ def wait_torchserve(proc: subprocess.Popen[bytes], management: str, startup: Sta
             time.sleep(POLL_S)
 
 
-def wait_wrapper(proc: subprocess.Popen[bytes], url: str, startup: Startup) -> None:
-    """Return once the wrapper answers ``GET /``; raise ServeError if it exits or the deadline passes."""
+def wait_wrapper(
+    proc: subprocess.Popen[bytes], url: str, startup: Startup, *, log_name: str = "wrapper.log",
+    what: str = "the kserve wrapper",
+) -> None:
+    """Return once ``what`` (the wrapper, or the python runtime) answers ``GET /``; raise ServeError if it exits
+    or the deadline passes, quoting ``log_name``."""
     run = startup.run
     with httpx.Client(timeout=2.0) as client:
         while True:
             if proc.poll() is not None:
-                tail = plain_tail(run.log("wrapper.log"))
+                tail = plain_tail(run.log(log_name))
                 in_use = any("address already in use" in line.lower() for line in tail)
                 raise run.error(
-                    f"the kserve wrapper exited with status {proc.returncode} before it answered on {url}"
+                    f"{what} exited with status {proc.returncode} before it answered on {url}"
                     + (" (its port is in use)" if in_use else ""),
                     log_tail=tail,
                     hint="pass another port (--port)" if in_use else "pip install 'mar-build[serve]' (kserve)",
@@ -83,8 +87,8 @@ def wait_wrapper(proc: subprocess.Popen[bytes], url: str, startup: Startup) -> N
             except httpx.TransportError:
                 pass
             if startup.late:
-                raise run.error(f"the kserve wrapper did not answer on {url} within {startup.timeout:.0f} s",
-                                log_tail=plain_tail(run.log("wrapper.log")))
+                raise run.error(f"{what} did not answer on {url} within {startup.timeout:.0f} s",
+                                log_tail=plain_tail(run.log(log_name)))
             time.sleep(POLL_S)
 
 

@@ -17,6 +17,11 @@ worker is READY, and serve ``/v1/models...`` on the HTTP port. Differences from 
 - A 404 for an unknown model lists the names this server has (the name is the model_snapshot key).
 - TorchServe's non-2xx answers reach the client with their status and body (see ``UpstreamError``).
 - It binds ``--host`` (default loopback), not always 0.0.0.0, and kserve's gRPC server runs only with --grpc-port.
+- A bad request gets its own 4xx with ``{"error": message}`` and never a 500 or a traceback (``front_door.py``): the
+  v1 verbs take a JSON object ``{"instances": [...]}`` (415 for other content types, 413 over max_request_size,
+  405 for other methods), and its bytes go to TorchServe as received. kserve would re-encode the parsed body
+  (orjson: 254 levels at most, bytes not at all) and answer those 500s from a handler that re-raises, after which
+  uvicorn drops the keep-alive connection without ``Connection: close`` and the client's next request is reset.
 - The calls to TorchServe go through one keep-alive aiohttp session instead of kserve's httpx client: the same
   requests and headers for a fifth of the CPU (``TorchServeUpstream``), CPU the model needs when the wrapper,
   TorchServe and the workers share a few cores. (The pod runs its image's own wrapper, whatever it costs.)
@@ -43,8 +48,19 @@ import aiohttp
 import httpx
 import orjson
 
-from .._layout import parse_properties, parse_snapshot
+from .._layout import TS_DEFAULT_MAX_REQUEST, parse_properties, parse_snapshot
 from .config import config_addresses
+from .front_door import (
+    KeepAliveOnError,
+    Refused,
+    V1Request,
+    answer_without_traceback,
+    check_content_type,
+    check_envelope,
+    post_only,
+    read_body,
+    too_large_message,
+)
 
 # kserve.model_server parses sys.argv when it is imported (module-level argparse with allow_abbrev): our own
 # options, or pytest's, would be read as kserve's (``--config`` abbreviates ``--configure_logging``). Import it
@@ -55,7 +71,7 @@ try:
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
     from kserve import Model, ModelServer
-    from kserve.errors import ModelNotFound
+    from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
     from kserve.model import append_forwardable_headers
     from kserve.protocol.rest.server import RESTServer
 finally:
@@ -75,6 +91,12 @@ def read_wrapper_config(path: Path) -> tuple[list[str], str, str]:
     # TorchServe's defaults where the keys are missing, as the pod's wrapper (and TorchServe's ConfigManager) use.
     addresses = config_addresses(props)
     return names, addresses["inference"], addresses["management"]
+
+
+def read_max_request_size(path: Path) -> int:
+    """The largest request body TorchServe takes (max_request_size), which the wrapper enforces in front of it."""
+    value = parse_properties(path.read_text(encoding="utf-8")).get("max_request_size", "")
+    return int(value) if value.strip().isdigit() else TS_DEFAULT_MAX_REQUEST
 
 
 class UpstreamError(Exception):
@@ -111,9 +133,10 @@ class TorchServeUpstream:
     kserve dependency) 1.0 ms (benchmarks/README.md).
     """
 
-    def __init__(self, base_url: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, timeout_s: float, max_request_size: int = TS_DEFAULT_MAX_REQUEST) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.max_request_size = max_request_size
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -132,12 +155,17 @@ class TorchServeUpstream:
         return self._session
 
     async def call(self, name: str, verb: str, payload: Any, headers: dict[str, str] | None) -> Any:
-        """POST ``payload`` to ``/v1/models/NAME:VERB``; the decoded JSON answer, or ``UpstreamError``."""
+        """POST ``payload`` (bytes as they are, else encoded as JSON) to ``/v1/models/NAME:VERB``; the decoded JSON
+        answer, or ``UpstreamError``."""
         send = append_forwardable_headers(headers, {"content-type": "application/json"})
         url = f"{self.base_url}/v1/models/{name}:{verb}"
+        data = payload.raw if isinstance(payload, V1Request) else payload
         try:
-            async with self._open().post(url, data=orjson.dumps(payload), headers=send) as response:
+            async with self._open().post(url, data=data if isinstance(data, bytes) else orjson.dumps(data),
+                                         headers=send) as response:
                 body = await response.read()
+                if response.status == 413 and not body.strip():
+                    body = json.dumps({"error": too_large_message(self.max_request_size)}).encode()
                 if response.status >= 300:
                     raise UpstreamError.from_answer(
                         response.status, response.reason, body, response.headers.get("content-type")
@@ -203,14 +231,45 @@ def _bad_gateway(message: str) -> UpstreamError:
 
 
 class _RESTServer(RESTServer):
-    """kserve's REST server, bound to our host, with the two answers the pod's users need (see module docstring)."""
+    """kserve's REST server, bound to our host, with the answers the pod's users need (see module docstring)."""
 
     host = "127.0.0.1"
+    max_request_size = TS_DEFAULT_MAX_REQUEST
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # kserve 0.21 hard-codes host="0.0.0.0"; a local predictor listens on loopback unless asked otherwise.
         self.config.host = _RESTServer.host
+
+    def _add_middlewares(self, app: FastAPI) -> None:
+        super()._add_middlewares(app)
+        app.add_middleware(KeepAliveOnError)
+
+    def _register_endpoints(self, app: FastAPI) -> None:
+        # Before kserve's: Starlette takes the first route whose path and method match, and kserve's
+        # GET /v1/models/{model_name} would take GET .../M:predict as the model "M:predict" (a 404).
+        for verb in ("predict", "explain"):
+            path = f"/v1/models/{{model_name}}:{verb}"
+            app.add_api_route(path, self._v1_verb(verb), methods=["POST"], response_model=None)
+            app.add_api_route(path, post_only, methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+        super()._register_endpoints(app)
+
+    def _v1_verb(self, verb: str) -> Any:
+        dataplane = self.dataplane
+        limit = self.max_request_size
+
+        async def endpoint(model_name: str, request: Request) -> Response:
+            raw = await read_body(request, limit)
+            if not await dataplane.model_ready(model_name, True):
+                raise ModelNotReady(model_name)
+            check_content_type(request.headers.get("content-type"))
+            check_envelope(raw)
+            call = dataplane.infer if verb == "predict" else dataplane.explain
+            # The answer's headers are not passed on: kserve's explain hands back the request's own headers.
+            answer, _ = await call(model_name=model_name, request=V1Request(raw), headers=dict(request.headers))
+            return Response(orjson.dumps(answer), media_type="application/json")
+
+        return endpoint
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
         super()._add_exception_handlers(app)
@@ -230,6 +289,9 @@ class _RESTServer(RESTServer):
 
         app.add_exception_handler(ModelNotFound, model_not_found)
         app.add_exception_handler(UpstreamError, upstream)
+        app.add_exception_handler(Refused, answer_without_traceback())
+        app.add_exception_handler(InvalidInput, answer_without_traceback(400))
+        app.add_exception_handler(ModelNotReady, answer_without_traceback(503))
 
 
 def worker_ready(description: Any) -> bool:
@@ -306,9 +368,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"{args.config}: model_snapshot lists no models")
     log.info("wrapper: models %s, inference %s, management %s", names, inference_url, management_url)
 
-    upstream = TorchServeUpstream(inference_url, timeout_s=args.request_timeout)
+    limit = read_max_request_size(args.config)
+    upstream = TorchServeUpstream(inference_url, timeout_s=args.request_timeout, max_request_size=limit)
     models = [TorchServeModel(name, management_url, upstream) for name in names]
     _RESTServer.host = args.host
+    _RESTServer.max_request_size = limit
     _model_server.RESTServer = _RESTServer  # the class ModelServer.start() instantiates
     server = ModelServer(
         http_port=args.http_port,

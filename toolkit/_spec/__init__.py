@@ -12,17 +12,19 @@ from .parse import (
 from .scaffold import InitResult, init
 from .settings import (
     DEPLOYMENT_MODES,
+    RUNTIMES,
     SPEC_FILENAME,
     TASKS,
     KServeSettings,
     ModelSpec,
     Resources,
+    Runtime,
     ServerSettings,
     ServingSettings,
 )
 
 __all__ = [
-    "DEPLOYMENT_MODES", "SPEC_FILENAME", "TASKS", "InitResult", "KServeSettings", "ModelSpec", "Resources",
-    "ServerSettings", "ServingSettings", "check_isvc_name", "check_model_name", "init", "load_spec",
-    "parse_kserve_settings", "parse_spec", "suggest_isvc_name", "suggest_model_name",
+    "DEPLOYMENT_MODES", "RUNTIMES", "SPEC_FILENAME", "TASKS", "InitResult", "KServeSettings", "ModelSpec",
+    "Resources", "Runtime", "ServerSettings", "ServingSettings", "check_isvc_name", "check_model_name", "init",
+    "load_spec", "parse_kserve_settings", "parse_spec", "suggest_isvc_name", "suggest_model_name",
 ]

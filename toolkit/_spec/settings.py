@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 SPEC_FILENAME = "mar.yaml"
 
@@ -25,6 +25,11 @@ MIB = 1024 * 1024
 
 # KServe's deploymentMode annotation values (Knative and Standard are the newer names of the first two).
 DEPLOYMENT_MODES = ("Serverless", "RawDeployment", "Knative", "Standard")
+
+# What serves a layout: KServe's TorchServe runtime (TorchServe behind KServe's wrapper), or mar-build's own
+# (kserve's ModelServer with the handlers in process, toolkit/_runtime). One list for serve, check, render, deploy.
+Runtime = Literal["torchserve", "python"]
+RUNTIMES: tuple[Runtime, ...] = ("torchserve", "python")
 
 
 @dataclass(frozen=True)

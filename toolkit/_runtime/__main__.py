@@ -1,0 +1,136 @@
+"""``python -m toolkit._runtime --layout DIR --http-port N [--host H]``: serve a layout with the python runtime.
+
+The server listens at once; every model of model_snapshot is registered and answers 503 (not ready) until its
+handler is loaded, which happens in a thread beside the server, one model after another. A model that fails to
+load ends the process with status 1 after logging its traceback (TorchServe's pod never becomes ready either;
+here whoever started us reads why in our log). ``--parent-pid``: exit when that process is gone (a killed
+notebook kernel must not leave the runtime behind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._layout import THREADS_ENV, read_layout
+
+# kserve.model_server parses sys.argv at import: give it only what we mean (the /docs page on), never our options.
+_argv, sys.argv = sys.argv, [sys.argv[0], "--enable_docs_url", "true"]
+try:
+    import kserve.model_server as _model_server
+    from kserve import ModelServer
+finally:
+    sys.argv = _argv
+
+from .envelope import check_envelope  # noqa: E402
+from .loader import LoadedModel, load_model  # noqa: E402 - after kserve, whose import must see the argv above
+from .server import RuntimeModel, RuntimeRESTServer  # noqa: E402
+
+log = logging.getLogger("toolkit.runtime")
+
+
+def envelope_of(properties: dict[str, str], environ: dict[str, str]) -> str | None:
+    """The service envelope TorchServe would use: TS_SERVICE_ENVELOPE where env config is on, else the file's."""
+    envelope = properties.get("service_envelope") or None
+    if properties.get("enable_envvars_config", "false").strip().lower() == "true":
+        envelope = environ.get("TS_SERVICE_ENVELOPE") or envelope
+    return envelope
+
+
+def _set_threads() -> None:
+    # The stock handlers never set torch's threads; ours read MAR_BUILD_THREADS themselves (handlers/cpus.py).
+    value = os.environ.get(THREADS_ENV, "")
+    if value.isdigit() and int(value) > 0:
+        import torch
+
+        torch.set_num_threads(int(value))
+
+
+def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelope: str | None,
+             queue_size: int) -> None:
+    """Load every model (in this thread), attaching each as it is ready; exit the process on a failure."""
+    info = read_layout(layout)
+    by_name = {m.name: m for m in models}
+    loaded: list[LoadedModel] = []
+    try:
+        if envelope:
+            check_envelope(envelope)  # a name TorchServe has no envelope for fails here, before any model loads
+        _set_threads()
+        for entry in info.entries:
+            if entry.name in {m.name for m in loaded}:
+                continue  # TorchServe serves one version per name here too: the first listed
+            started = time.monotonic()
+            model = load_model(entry, layout, unpack_root, envelope=envelope, previous=loaded)
+            loaded.append(model)
+            by_name[entry.name].attach(model, queue_size)
+            log.info("model %s is ready (loaded in %.1f s)", entry.name, time.monotonic() - started)
+    except BaseException:
+        log.error("loading the models failed:\n%s", traceback.format_exc())
+        logging.shutdown()
+        os._exit(1)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    log.warning("parent process %d is gone: stopping", parent_pid)
+    os._exit(1)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m toolkit._runtime", description=__doc__.split("\n")[0])
+    parser.add_argument("--layout", type=Path, required=True, help="the layout folder (config/, model-store/)")
+    parser.add_argument("--http-port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the archives are unpacked (kept)")
+    parser.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+    parser.add_argument("--parent-pid", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    info = read_layout(args.layout)
+    names = list(dict.fromkeys(e.name for e in info.entries))
+    if not names:
+        raise SystemExit(f"{info.config_path}: model_snapshot lists no models")
+    envelope = envelope_of(info.properties, dict(os.environ))
+    queue_size = int(info.properties.get("job_queue_size", "100") or 100)
+    unpack_root = args.workdir or Path(tempfile.mkdtemp(prefix="mar-build-runtime-"))
+    log.info("python runtime: models %s from %s, envelope %s", names, args.layout, envelope or "none")
+
+    models = [RuntimeModel(name) for name in names]
+    RuntimeRESTServer.host = args.host
+    _model_server.RESTServer = RuntimeRESTServer  # the class ModelServer.start() instantiates
+    server = ModelServer(http_port=args.http_port, enable_grpc=False, workers=1, enable_latency_logging=False,
+                         enable_docs_url=True)
+    for model in models:
+        server.register_model(model)
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    if not args.access_log:
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    threading.Thread(target=load_all, args=(args.layout.resolve(), models, unpack_root, envelope, queue_size),
+                     name="load-models", daemon=True).start()
+    if args.parent_pid is not None:
+        threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
+    try:
+        # start([]): every model is registered already, ready or not (kserve's "one must be ready" rule would
+        # refuse to start while they load).
+        server.start([])
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(unpack_root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main()

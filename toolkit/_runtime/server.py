@@ -1,0 +1,158 @@
+"""kserve's ModelServer with the handlers behind it: one kserve Model per model_snapshot key, raw-body routes.
+
+kserve's REST server gives the protocol around the models: ``GET /`` and ``/v2/health/live|ready`` (server
+liveness and readiness), ``GET /v1/models`` and ``/v1/models/M`` (list, readiness: 200 ready, 503 loading, 404
+unknown), ``/v2/models/M`` and ``/v2/models/M/ready`` (metadata, readiness, versioned URLs too), ``/metrics``
+(prometheus_client's default registry, where the batcher counts) and ``/docs``. The inference routes are ours,
+registered before kserve's so that they win:
+
+    POST /v1/models/M:predict, /v1/models/M:explain      (KServe v1)
+    POST /v2/models/M/infer, /v2/models/M/versions/V/infer  (Open Inference Protocol REST)
+
+kserve's own would decode the body into a dict or its InferRequest (a pydantic parse of every tensor) and answer
+200 or 500; a handler needs the body as TorchServe hands it over, and each request must keep its handler's status
+and body (a 400 for one malformed request of a batch, while the rest are served). For v1 the body is read as the
+KServe wrapper in front of TorchServe reads it (JSON unless the content type says otherwise; invalid JSON is a 400
+``{"error": ...}``, as kserve answers), so both runtimes answer the same v1 requests the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from kserve import Model
+from kserve.errors import ModelNotFound, ModelNotReady
+from kserve.protocol.rest.server import RESTServer
+
+from .batcher import Batcher
+from .handling import Answer, decode_body, media_type
+from .handling import Request as HandlerRequest
+from .loader import LoadedModel
+
+log = logging.getLogger("toolkit.runtime")
+
+# What kserve's dataplane reads as JSON for v1 (kserve/protocol/dataplane.py JSON_HEADERS), a missing type too.
+_KSERVE_JSON = {"", "application/json", "application/cloudevents+json", "application/ld+json",
+                "application/octet-stream"}
+_BINARY_V2 = "inference-header-content-length"
+
+
+class RuntimeModel(Model):
+    """One model_snapshot key: not ready until its handler is loaded; requests go through its batcher."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.loaded: LoadedModel | None = None
+        self.batcher: Batcher | None = None
+
+    def attach(self, loaded: LoadedModel, queue_size: int) -> None:
+        """The handler is loaded: serve it (called from the loading thread; readiness flips last)."""
+        self.loaded = loaded
+        self.batcher = Batcher(loaded, queue_size)
+        self.ready = True
+
+    def load(self) -> bool:
+        # kserve calls load() on the event loop for a model that is not ready: never block there.
+        return bool(self.ready)
+
+    def start(self) -> None:
+        # BaseKServeModel.start() would mark the model ready before its handler is loaded.
+        return None
+
+    def stop(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        self.ready = False
+
+    async def predict(
+        self, payload: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
+    ) -> Any:
+        """kserve's own predict path (what does not come through our routes): a dict body, the decoded answer."""
+        if self.batcher is None:
+            raise ModelNotReady(self.name)
+        answer = await self.batcher.submit(HandlerRequest(payload, "application/json", dict(headers or {})))
+        return _decoded(answer)
+
+
+def _decoded(answer: Answer) -> Any:
+    try:
+        return json.loads(answer.body)
+    except ValueError:
+        return answer.body.decode("utf-8", "replace")
+
+
+class RuntimeRESTServer(RESTServer):
+    """kserve's REST server, bound to our host, with the raw-body inference routes in front of its own."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # kserve 0.21 hard-codes host="0.0.0.0"; a local runtime listens on loopback unless asked otherwise.
+        self.config.host = RuntimeRESTServer.host
+
+    def _model(self, name: str) -> RuntimeModel:
+        model = self.dataplane.model_registry.get_model(name)
+        if not isinstance(model, RuntimeModel):
+            raise ModelNotFound(name)
+        if not model.ready:
+            raise ModelNotReady(name)
+        return model
+
+    async def _answer(self, name: str, request: Request, *, explain: bool, v2: bool) -> Response:
+        model = self._model(name)
+        assert model.batcher is not None
+        raw = await request.body()
+        headers = dict(request.headers)
+        content_type = media_type(headers.get("content-type"))
+        if v2 and _BINARY_V2 in headers:
+            return JSONResponse(status_code=400, content={"error": (
+                "binary tensor data (the Inference-Header-Content-Length extension) is not supported: send the "
+                "inputs as JSON (tritonclient: binary_data=False)")})
+        if v2 or content_type in _KSERVE_JSON:
+            try:
+                body: Any = json.loads(raw)
+            except ValueError as exc:
+                return JSONResponse(status_code=400, content={"error": f"Unrecognized request format: {exc}"})
+            content_type = "application/json"
+        else:
+            body = decode_body(raw, content_type)
+        request_id = headers.get("x-request-id") or str(uuid.uuid4())
+        answer = await model.batcher.submit(HandlerRequest(body, content_type, headers, request_id, explain))
+        return Response(content=answer.body, status_code=answer.status, media_type=answer.content_type)
+
+    def _register_endpoints(self, app: FastAPI) -> None:
+        async def predict(model_name: str, request: Request) -> Response:
+            return await self._answer(model_name, request, explain=False, v2=False)
+
+        async def explain(model_name: str, request: Request) -> Response:
+            return await self._answer(model_name, request, explain=True, v2=False)
+
+        async def infer(model_name: str, request: Request, model_version: str | None = None) -> Response:
+            return await self._answer(model_name, request, explain=False, v2=True)
+
+        app.add_api_route("/v1/models/{model_name}:predict", predict, methods=["POST"], tags=["V1"])
+        app.add_api_route("/v1/models/{model_name}:explain", explain, methods=["POST"], tags=["V1"])
+        app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"], tags=["V2"])
+        app.add_api_route("/v2/models/{model_name}/versions/{model_version}/infer", infer, methods=["POST"],
+                          tags=["V2"])
+        super()._register_endpoints(app)
+
+    def _add_exception_handlers(self, app: FastAPI) -> None:
+        super()._add_exception_handlers(app)
+        registry = self.dataplane.model_registry
+
+        async def model_not_found(_: Request, exc: Exception) -> Response:
+            names = sorted(registry.get_models())
+            message = (
+                f"{exc} Available models: {', '.join(names) or '(none)'}. The name in the URL is the key in "
+                "config.properties' model_snapshot, not the InferenceService name."
+            )
+            return JSONResponse(status_code=404, content={"error": message})
+
+        app.add_exception_handler(ModelNotFound, model_not_found)

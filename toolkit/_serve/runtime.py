@@ -1,0 +1,153 @@
+"""serve(..., runtime="python"): the layout served by mar-build's own runtime, one process, no Java.
+
+    python -m toolkit._runtime --layout LAYOUT --http-port PORT --host HOST --workdir RUN/unpacked
+
+The process is kserve's ModelServer with the handlers in process (toolkit/_runtime). Readiness is waited for as
+for TorchServe's stack: ``GET /`` answers, then ``GET /v1/models/M`` is 200 for every model; the process exiting
+first (a handler that fails to load) is a ServeError quoting its log.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .._diagnose import plain_tail
+from .._events import OnEvent
+from .._layout import Layout
+from .._runtime import MODULE
+from .events import ServeEvent
+from .processes import group_members, stop_process, wrapper_env
+from .readiness import POLL_S, Startup, wait_models, wait_wrapper
+from .run import RunFolder
+from .threads import ThreadBudget
+
+LOG = "runtime.log"
+
+
+class RuntimePredictor:
+    """A running python runtime: the same API as LocalPredictor (``url``, ``models``, ``predict_url``, ``stop``,
+    ``wait``, a context manager); ``metrics_url`` is the runtime's own ``/metrics``, ``log_path`` its log."""
+
+    runtime = "python"
+
+    def __init__(self, *, url: str, models: list[str], layout: Path, run: RunFolder,
+                 process: subprocess.Popen[bytes], cleanup: list[Path], ports: dict[str, int | None],
+                 threads: ThreadBudget) -> None:
+        self.url = url
+        self.models = models
+        self.layout = layout
+        self.run_dir = run.path
+        self.ports = ports
+        self.threads = threads
+        self.metrics_url = f"{url}/metrics"
+        self._run = run
+        self._process = process
+        self._cleanup = cleanup
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def log_path(self) -> Path:
+        return self._run.log(LOG)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {"runtime": self._process.pid}
+
+    def process_ids(self) -> list[int]:
+        """Every live process it runs (the runtime alone, unless a handler started its own)."""
+        pid = self._process.pid
+        return group_members(pid) or ([pid] if self._process.poll() is None else [])
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped.is_set() and self._process.poll() is None
+
+    def predict_url(self, model: str) -> str:
+        return f"{self.url}/v1/models/{model}:predict"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The endpoints, ports, process id, paths and thread budget, JSON-able (``mar-build serve --json``)."""
+        return {
+            "runtime": self.runtime, "url": self.url, "models": list(self.models),
+            "predict": {m: self.predict_url(m) for m in self.models}, "metrics_url": self.metrics_url,
+            "ports": dict(self.ports), "pids": self.pids, "running": self.running, "log_path": str(self.log_path),
+            "run_dir": str(self.run_dir), "layout": str(self.layout), "threads": self.threads.to_dict(),
+        }
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stop() (True) or ``timeout`` seconds (False); ServeError when the runtime exits itself."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopped.is_set():
+            time.sleep(POLL_S)
+            if self._stopped.is_set():
+                break
+            if self._process.poll() is not None:
+                error = self._run.error(f"the python runtime exited with status {self._process.returncode}",
+                                        log_tail=plain_tail(self.log_path))
+                self.stop()
+                raise error
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
+
+    def stop(self) -> None:
+        """Stop the runtime (TERM to its process group, KILL after a grace period). Idempotent."""
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            stop_process(self._process, "python runtime")
+            for path in self._cleanup:
+                shutil.rmtree(path, ignore_errors=True)
+            self._stopped.set()
+
+    def __enter__(self) -> RuntimePredictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<RuntimePredictor {state} {self.url} models={self.models}>"
+
+
+def start_runtime(layout: Path, run: RunFolder, host: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``python -m toolkit._runtime`` on the layout, in its own session, logging to RUN/logs/runtime.log."""
+    cmd = [sys.executable, "-m", MODULE, "--layout", str(layout), "--http-port", str(port), "--host", host,
+           "--workdir", str(run.path / "unpacked"), "--parent-pid", str(os.getpid())]
+    with open(run.log(LOG), "ab") as out:
+        return subprocess.Popen(cmd, cwd=run.path, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def runtime_env(run: RunFolder, extra: dict[str, str]) -> dict[str, str]:
+    """The runtime's environment: ours with this toolkit importable, its own temp folder, the thread budget, the
+    v1 envelope KServe sets (it matters only where the layout turns env config on), no model hub."""
+    env = {**wrapper_env(), "TMPDIR": str(run.path / "tmp"), "TS_SERVICE_ENVELOPE": "kserve", **extra}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+def serve_python(
+    info: Layout, run: RunFolder, *, host: str, port: int, url: str, budget: ThreadBudget, startup_timeout: float,
+    versions: dict[str, str | None], cleanup: list[Path], processes: list[tuple[str, subprocess.Popen[bytes]]],
+    emit: OnEvent[ServeEvent],
+) -> RuntimePredictor:
+    """Start the python runtime on a checked layout and return once every model answers ready."""
+    startup = Startup(run, time.monotonic(), startup_timeout)
+    process = start_runtime(info.path, run, host, port, runtime_env(run, budget.env()))
+    processes.append(("python runtime", process))
+    wait_wrapper(process, url, startup, log_name=LOG, what="the python runtime")
+    emit(ServeEvent("runtime-started", f"python runtime listening on {url}", details={"url": url}))
+    names = info.model_names()
+    wait_models(names, versions, url, [("the python runtime", process, LOG)], startup, emit)
+    return RuntimePredictor(url=url, models=names, layout=info.path, run=run, process=process, cleanup=cleanup,
+                            ports={"http": port}, threads=budget)
