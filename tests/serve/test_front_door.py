@@ -36,13 +36,16 @@ def _start_torchserve(layout: Path, port: int, workdir: Path) -> LocalPredictor:
     return serve(layout, port=port, workdir=workdir, startup_timeout=240)
 
 
-# The python runtime joins here once serve() can start it: "python": lambda layout, port, workdir: serve(...).
-STARTERS: dict[str, Callable[[Path, int, Path], LocalPredictor]] = {"torchserve": _start_torchserve}
+def _start_python(layout: Path, port: int, workdir: Path) -> Any:
+    return serve(layout, port=port, workdir=workdir, startup_timeout=240, runtime="python")
+
+
+STARTERS: dict[str, Callable[[Path, int, Path], Any]] = {"torchserve": _start_torchserve, "python": _start_python}
 
 
 @dataclass
 class FrontDoor:
-    predictor: LocalPredictor
+    predictor: Any  # LocalPredictor or RuntimePredictor: the same url, predict_url, run_dir and stop
     max_request_size: int
 
     @property

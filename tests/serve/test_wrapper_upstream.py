@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from toolkit._front_door import V1Request, too_large_message
 from toolkit._layout import TS_DEFAULT_MAX_REQUEST
-from toolkit._serve.front_door import V1Request, too_large_message
 from toolkit._serve.wrapper import MAX_UPSTREAM_CONNECTIONS, UNREACHABLE_STATUS, TorchServeUpstream, UpstreamError
 
 Answer = tuple[int, str, bytes, dict[str, str]]  # status, reason, body, headers
@@ -241,7 +241,7 @@ def test_an_unexpected_error_is_500_and_the_connection_stays_usable(guarded: boo
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from toolkit._serve.front_door import KeepAliveOnError
+    from toolkit._front_door import KeepAliveOnError
 
     async def broken(_: Any) -> Any:
         raise RuntimeError("a bug")

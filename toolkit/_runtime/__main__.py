@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._layout import THREADS_ENV, read_layout
+from .._layout import THREADS_ENV, TS_DEFAULT_MAX_REQUEST, read_layout
 
 # kserve.model_server parses sys.argv at import: give it only what we mean (the /docs page on), never our options.
 _argv, sys.argv = sys.argv, [sys.argv[0], "--enable_docs_url", "true"]
@@ -110,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     models = [RuntimeModel(name) for name in names]
     RuntimeRESTServer.host = args.host
+    size = info.properties.get("max_request_size", "").strip()
+    RuntimeRESTServer.max_request_size = int(size) if size.isdigit() else TS_DEFAULT_MAX_REQUEST
     _model_server.RESTServer = RuntimeRESTServer  # the class ModelServer.start() instantiates
     server = ModelServer(http_port=args.http_port, enable_grpc=False, workers=1, enable_latency_logging=False,
                          enable_docs_url=True)

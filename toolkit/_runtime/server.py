@@ -11,9 +11,11 @@ registered before kserve's so that they win:
 
 kserve's own would decode the body into a dict or its InferRequest (a pydantic parse of every tensor) and answer
 200 or 500; a handler needs the body as TorchServe hands it over, and each request must keep its handler's status
-and body (a 400 for one malformed request of a batch, while the rest are served). For v1 the body is read as the
-KServe wrapper in front of TorchServe reads it (JSON unless the content type says otherwise; invalid JSON is a 400
-``{"error": ...}``, as kserve answers), so both runtimes answer the same v1 requests the same way.
+and body (a 400 for one malformed request of a batch, while the rest are served). A v1 request passes the same
+front door as on the TorchServe path (toolkit/_front_door.py: 400 for a body that is not {"instances": [...]}, 413
+over max_request_size, 415 for other content types, 405 for other methods, the connection kept alive), so both
+runtimes answer the same bad v1 requests the same way; v2 bodies, JSON or tritonclient's binary extension, are the
+handler's to read.
 """
 
 from __future__ import annotations
@@ -29,16 +31,23 @@ from kserve import Model
 from kserve.errors import ModelNotFound, ModelNotReady
 from kserve.protocol.rest.server import RESTServer
 
+from .._front_door import (
+    KeepAliveOnError,
+    Refused,
+    answer_without_traceback,
+    check_content_type,
+    check_envelope,
+    post_only,
+    read_body,
+)
+from .._layout import TS_DEFAULT_MAX_REQUEST
 from .batcher import Batcher
-from .handling import Answer, decode_body, media_type
+from .handling import Answer, media_type
 from .handling import Request as HandlerRequest
 from .loader import LoadedModel
 
 log = logging.getLogger("toolkit.runtime")
 
-# What kserve's dataplane reads as JSON for v1 (kserve/protocol/dataplane.py JSON_HEADERS), a missing type too.
-_KSERVE_JSON = {"", "application/json", "application/cloudevents+json", "application/ld+json",
-                "application/octet-stream"}
 _BINARY_V2 = "inference-header-content-length"
 
 
@@ -79,6 +88,13 @@ class RuntimeModel(Model):
         return _decoded(answer)
 
 
+def _json_or_400(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise Refused(400, f"the body is not valid JSON ({exc}): send {{\"inputs\": [...]}}") from exc
+
+
 def _decoded(answer: Answer) -> Any:
     try:
         return json.loads(answer.body)
@@ -90,11 +106,16 @@ class RuntimeRESTServer(RESTServer):
     """kserve's REST server, bound to our host, with the raw-body inference routes in front of its own."""
 
     host = "127.0.0.1"
+    max_request_size = TS_DEFAULT_MAX_REQUEST  # config.properties' max_request_size, set by __main__
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # kserve 0.21 hard-codes host="0.0.0.0"; a local runtime listens on loopback unless asked otherwise.
         self.config.host = RuntimeRESTServer.host
+
+    def _add_middlewares(self, app: FastAPI) -> None:
+        super()._add_middlewares(app)
+        app.add_middleware(KeepAliveOnError)  # an unexpected error must not cost the client its connection
 
     def _model(self, name: str) -> RuntimeModel:
         model = self.dataplane.model_registry.get_model(name)
@@ -105,23 +126,21 @@ class RuntimeRESTServer(RESTServer):
         return model
 
     async def _answer(self, name: str, request: Request, *, explain: bool, v2: bool) -> Response:
+        # The same front door as the TorchServe path's wrapper (toolkit/_front_door.py): the same 4xx for the same
+        # bad v1 request on both runtimes. v2 bodies (JSON, or tritonclient's binary extension) are the handler's.
+        raw = await read_body(request, self.max_request_size)
         model = self._model(name)
         assert model.batcher is not None
-        raw = await request.body()
         headers = dict(request.headers)
         content_type = media_type(headers.get("content-type"))
-        if v2 and _BINARY_V2 in headers:
-            return JSONResponse(status_code=400, content={"error": (
-                "binary tensor data (the Inference-Header-Content-Length extension) is not supported: send the "
-                "inputs as JSON (tritonclient: binary_data=False)")})
-        if v2 or content_type in _KSERVE_JSON:
-            try:
-                body: Any = json.loads(raw)
-            except ValueError as exc:
-                return JSONResponse(status_code=400, content={"error": f"Unrecognized request format: {exc}"})
-            content_type = "application/json"
+        body: Any
+        if v2:
+            body = raw if _BINARY_V2 in headers else _json_or_400(raw)
+            content_type = "application/octet-stream" if _BINARY_V2 in headers else "application/json"
         else:
-            body = decode_body(raw, content_type)
+            check_content_type(headers.get("content-type"))
+            check_envelope(raw)
+            body, content_type = json.loads(raw), "application/json"
         request_id = headers.get("x-request-id") or str(uuid.uuid4())
         answer = await model.batcher.submit(HandlerRequest(body, content_type, headers, request_id, explain))
         return Response(content=answer.body, status_code=answer.status, media_type=answer.content_type)
@@ -138,6 +157,9 @@ class RuntimeRESTServer(RESTServer):
 
         app.add_api_route("/v1/models/{model_name}:predict", predict, methods=["POST"], tags=["V1"])
         app.add_api_route("/v1/models/{model_name}:explain", explain, methods=["POST"], tags=["V1"])
+        for verb in ("predict", "explain"):  # kserve's GET /v1/models/{name} would take "M:predict" as a model name
+            app.add_api_route(f"/v1/models/{{model_name}}:{verb}", post_only, methods=["GET", "PUT", "PATCH", "DELETE"],
+                              include_in_schema=False)
         app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"], tags=["V2"])
         app.add_api_route("/v2/models/{model_name}/versions/{model_version}/infer", infer, methods=["POST"],
                           tags=["V2"])
@@ -156,3 +178,5 @@ class RuntimeRESTServer(RESTServer):
             return JSONResponse(status_code=404, content={"error": message})
 
         app.add_exception_handler(ModelNotFound, model_not_found)
+        app.add_exception_handler(Refused, answer_without_traceback())
+        app.add_exception_handler(ModelNotReady, answer_without_traceback(503))

@@ -50,7 +50,7 @@ import orjson
 
 from .._layout import TS_DEFAULT_MAX_REQUEST, parse_properties, parse_snapshot
 from .config import config_addresses
-from .front_door import (
+from .._front_door import (
     KeepAliveOnError,
     Refused,
     V1Request,
