@@ -48,8 +48,6 @@ import aiohttp
 import httpx
 import orjson
 
-from .._layout import TS_DEFAULT_MAX_REQUEST, parse_properties, parse_snapshot
-from .config import config_addresses
 from .._front_door import (
     KeepAliveOnError,
     Refused,
@@ -61,6 +59,8 @@ from .._front_door import (
     read_body,
     too_large_message,
 )
+from .._layout import TS_DEFAULT_MAX_REQUEST, parse_properties, parse_snapshot
+from .config import config_addresses
 
 # kserve.model_server parses sys.argv when it is imported (module-level argparse with allow_abbrev): our own
 # options, or pytest's, would be read as kserve's (``--config`` abbreviates ``--configure_logging``). Import it
