@@ -104,3 +104,32 @@ def test_stock_handler_archive_serves_with_the_stock_envelope_batched(stock_serv
     for i, reply in enumerate(_concurrent(p.predict_url("stock"), bodies)):
         assert reply.status_code == 200, (i, reply.text)
         assert close(reply.json()["predictions"], stock_served.expected([ROWS[i % 3], ROWS[(i + 1) % 3]]))
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_a_v2_client_nobody_here_wrote_gets_the_same_answers_as_v1(served: Served, binary: bool) -> None:
+    """tritonclient's HTTP client (Open Inference Protocol) against the python runtime: the outputs are v1's
+    predictions, FP32 [N, 3]; a wrong datatype is a 400 that names the input."""
+    import numpy as np
+    from tritonclient.http import InferenceServerClient, InferInput
+    from tritonclient.utils import InferenceServerException
+
+    p = served.predictor
+    rows = [ROWS[0], ROWS[1]]
+    client = InferenceServerClient(url=p.url.removeprefix("http://"))
+    try:
+        assert client.is_server_ready() and client.is_model_ready("linear")
+        given = InferInput("input-0", [2, 4], "FP32")
+        given.set_data_from_numpy(np.array(rows, dtype=np.float32), binary_data=binary)
+        result = client.infer("linear", [given])
+        outputs = result.get_response()["outputs"]
+        assert [(o["name"], o["datatype"], o["shape"]) for o in outputs] == [("output-0", "FP32", [2, 3])]
+        v1 = httpx.post(p.predict_url("linear"), json={"instances": rows}).json()["predictions"]
+        assert close(result.as_numpy("output-0").tolist(), v1)
+        assert close(v1, served.expected(rows))
+        wrong = InferInput("input-0", [1, 4], "BYTES")
+        wrong.set_data_from_numpy(np.array([["a", "b", "c", "d"]], dtype=np.object_), binary_data=binary)
+        with pytest.raises(InferenceServerException, match="input 'input-0'"):
+            client.infer("linear", [wrong])
+    finally:
+        client.close()
