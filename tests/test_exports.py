@@ -9,7 +9,7 @@ EXPECTED = {
     "load_spec", "init", "build", "build_many", "inspect", "check",
     "serve", "stage", "render", "deploy", "status", "delete", "Client", "AsyncClient",
     "Manifests", "S3Credentials", "PvcRequest",
-    "BuildResult", "CheckReport", "LocalPredictor", "StageResult", "DeployResult",
+    "BuildResult", "CheckReport", "LocalPredictor", "RuntimePredictor", "StageResult", "DeployResult",
 }
 
 

@@ -5,7 +5,7 @@ The flow, one call a step (the `mar-build` commands are thin adapters over the s
     spec = load_spec("samples/text-classification")        # mar.yaml + overrides
     result = build(spec, "build/intent")                    # layout: config/config.properties + model-store/*.mar
     check(result.layout)                                    # preflight: every known KServe/TorchServe pitfall
-    with serve(result.layout) as predictor:                 # the predictor pod, locally
+    with serve(result.layout) as predictor:                 # the predictor pod, locally (runtime="python": no Java)
         Client(predictor.url).predict("intent", ["Where is my parcel?"])
     stage(result.layout, "s3://models/intent")              # or pvc://claim/prefix with mount=
     manifests = render(result.layout, name="intent", storage_uri="s3://models/intent")
@@ -39,6 +39,7 @@ _LAZY = {
     "BuildResult": "._build",
     "CheckReport": "._layout",
     "LocalPredictor": "._serve",
+    "RuntimePredictor": "._serve",
     "StageResult": "._stage",
     "DeployResult": "._deploy",
     "inspect": "._layout",
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
     from ._deploy import DeployResult, delete, deploy, status
     from ._layout import CheckReport, check, inspect
     from ._render import Manifests, PvcRequest, S3Credentials, render
-    from ._serve import LocalPredictor, serve
+    from ._serve import LocalPredictor, RuntimePredictor, serve
     from ._spec import init
     from ._stage import StageResult, stage
 
@@ -97,6 +98,7 @@ __all__ = [
     "PvcRequest",
     "RenderError",
     "Resources",
+    "RuntimePredictor",
     "S3Credentials",
     "ServeError",
     "ServerSettings",
