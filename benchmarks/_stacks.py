@@ -3,7 +3,9 @@
 - ours:  the text sample built by mar-build and run by ``toolkit.serve`` (kserve wrapper + TorchServe + handlers);
 - stock: the same model archived by torch-model-archiver with a user-style handler (stock_handler.py), TorchServe's
          kserve envelope and batchSize 1, behind the same wrapper started by the same ``toolkit.serve``;
-- bento: BentoML 1.4 with adaptive batching (bento_service.py) from its own venv, benchmarks/results/.venv-bentoml.
+- bento: BentoML 1.4 with adaptive batching (bento_service.py) from its own venv, benchmarks/results/.venv-bentoml;
+- python: the same layout as ours, served by ``toolkit.serve(..., runtime="python")`` (one process: kserve's
+          ModelServer with the handler in process, no Java).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Stack:
     run_dir: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
     roles: dict[str, int] = field(default_factory=dict)  # part -> process group leader, e.g. wrapper, torchserve
+    runtime: str = "torchserve"  # "python": the runtime process is the worker (no TorchServe under it)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by each part: the wrapper, TorchServe's frontend (Java), its workers."""
@@ -89,6 +92,17 @@ def ours(layout: Path, run_dir: Path, *, env: dict[str, str] | None = None) -> I
     with _environ(env or {}), serve(layout, port=free_port(), workdir=run_dir) as predictor:
         yield Stack("ours", predictor.predict_url(MODEL_NAME), _predictor_pids(predictor), run_dir,
                     {"metrics_url": predictor.metrics_url, "log": str(predictor.log_path)}, dict(predictor.pids))
+
+
+@contextlib.contextmanager
+def python(layout: Path, run_dir: Path, *, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """The same layout served by the python runtime; its one process is wrapper and worker at once."""
+    from toolkit import serve
+
+    with _environ(env or {}), serve(layout, port=free_port(), workdir=run_dir, runtime="python") as predictor:
+        yield Stack("python", predictor.predict_url(MODEL_NAME), _predictor_pids(predictor), run_dir,
+                    {"metrics_url": predictor.metrics_url, "log": str(predictor.log_path)}, dict(predictor.pids),
+                    runtime="python")
 
 
 def _predictor_pids(predictor: Any) -> list[int]:
@@ -219,9 +233,13 @@ def bento(run_dir: Path, *, max_batch: int = 64) -> Iterator[Stack]:
 
 # ---- the worker process ----------------------------------------------------------------------------------------
 def worker_processes(stack: Stack) -> list[Any]:
-    """TorchServe's Python worker processes under ``stack`` (model_service_worker.py)."""
+    """TorchServe's Python worker processes under ``stack`` (model_service_worker.py); the python runtime's process."""
     import psutil
 
+    if stack.runtime == "python":
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return [psutil.Process(pid) for pid in stack.pids]
+        return []
     found = []
     for pid in stack.pids:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -242,10 +260,17 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 _LOADED = re.compile(r"MODEL_LOG - .*[Hh]andler loaded")  # ours: "TextClassificationHandler loaded", stock too
+_RUNTIME_LOADED = re.compile(r"toolkit\.runtime[^:]*: model \S+ \(version .*\) loaded from ")  # loader.py's line
 
 
-def model_loads(log_dir: Path) -> int:
-    """How many times a handler logged "loaded" (once per worker start) in TorchServe's model log."""
+def model_loads(log_dir: Path, runtime: str = "torchserve") -> int:
+    """How many times a handler logged "loaded" (once per worker start) in TorchServe's model log, or how many
+    times the python runtime's loader logged a model loaded in runtime.log."""
+    if runtime == "python":
+        path = log_dir / "runtime.log"
+        if not path.is_file():
+            return 0
+        return sum(1 for line in path.read_text(errors="replace").splitlines() if _RUNTIME_LOADED.search(line))
     path = log_dir / "model_log.log"
     if not path.is_file():
         return 0

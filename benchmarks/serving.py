@@ -1,7 +1,7 @@
 """Serving benchmark: single-instance v1 requests from N concurrent clients, ours against the limit and the peers.
 
     python -m benchmarks.serving [--seconds 10] [--clients 1,8,32,64] [--sets short,long]
-                                 [--systems raw,ours,stock,bento[,sample]] [--quick]
+                                 [--systems raw,ours,stock,bento,python[,sample]] [--quick]
                                  [--batch-size B] [--delay MS] [--workers W]   (ours with other settings)
 
 For each text set (benchmarks/texts.py) and each N, wrk runs N connections (one thread each) for a bounded time
@@ -13,11 +13,13 @@ against:
 - sample (only when listed) the sample with its own settings, beside ours with overrides;
 - stock  the same model archived by torch-model-archiver with a user-style BaseHandler (stock_handler.py),
          TorchServe's kserve envelope, batchSize 1, behind the same wrapper;
-- bento  BentoML 1.4 adaptive batching on the same model (bento_service.py, its own venv).
+- bento  BentoML 1.4 adaptive batching on the same model (bento_service.py, its own venv);
+- python the layout ours serves, served by mar-build's python runtime (toolkit.serve(..., runtime="python"): one
+         process, kserve's ModelServer with the handler in process behind an adaptive batcher, no Java).
 
 All servers run at once and the runs interleave (for each set and N: raw, then each server), so a change in the
 machine's other load lands on all of them alike. Every answer is checked against the raw model's label for its
-text (wrk/rotate.lua), and a mixed load sends one malformed request in ten to ours: each must get a 4xx and
+text (wrk/rotate.lua), and a mixed load sends one malformed request in ten to ours (and python): each must get a 4xx and
 every good one its right label. Prints the tables and writes benchmarks/results/serving-*.json.
 """
 
@@ -38,6 +40,7 @@ from ._model import RawModel
 from .texts import MALFORMED, SETS, texts, v1_body
 
 TARGET_CLIENTS = 32
+PYTHON_IDLE_MS = 3.0  # the python runtime's one-client p50 may exceed the raw batch-1 forward by this much
 
 
 # ---- reference answers -----------------------------------------------------------------------------------------
@@ -85,7 +88,7 @@ def one_run(stack: _stacks.Stack, set_name: str, path: Path, n: int, seconds: fl
     flag = "" if r.all_correct else (
         f"  WRONG {r.good_wrong}, FAILED {r.good_failed}, bad not 4xx {r.bad_other}, socket errors "
         f"{r.socket_errors}, statuses {r.statuses} {r.wrong_example}")
-    print(f"  {stack.name:5} {set_name:5} N={n:<3} {r.throughput:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
+    print(f"  {stack.name:6} {set_name:5} N={n:<3} {r.throughput:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
           f"p99 {r.p99_ms:7.1f} ms  wrk cpu {100 * r.wrk_cpu_s / r.seconds:4.1f}%  "
           f"other load {100 * r.other_cpu_share:3.0f}%{flag}", flush=True)
     return r
@@ -101,7 +104,7 @@ def drain(stack: _stacks.Stack) -> None:
 
 def run_raw(model: RawModel, set_name: str, batch_size: int, seconds: float) -> dict[str, Any]:
     r = model.batched(texts(set_name), batch_size, seconds)
-    print(f"  raw   {set_name:5} b={batch_size:<3} {r['throughput']:7.1f} texts/s  "
+    print(f"  raw    {set_name:5} b={batch_size:<3} {r['throughput']:7.1f} texts/s  "
           f"batch p50 {r['batch_ms_p50']:.1f} ms", flush=True)
     return r
 
@@ -109,7 +112,7 @@ def run_raw(model: RawModel, set_name: str, batch_size: int, seconds: float) -> 
 def worker_report(stack: _stacks.Stack) -> dict[str, Any]:
     """Peak RSS of each worker and how many times the model was loaded (must be once per worker)."""
     workers = _stacks.worker_processes(stack)
-    loads = _stacks.model_loads(stack.run_dir / "logs") if stack.run_dir else None
+    loads = _stacks.model_loads(stack.run_dir / "logs", stack.runtime) if stack.run_dir else None
     return {
         "workers": len(workers),
         "worker_peak_rss_mb": [round(_stacks.peak_rss_mb(p.pid) or 0, 1) for p in workers],
@@ -125,11 +128,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each load run")
     parser.add_argument("--clients", default="1,8,32,64", help="concurrent clients (= raw batch sizes)")
     parser.add_argument("--sets", default=",".join(SETS), help="text sets: short,long")
-    parser.add_argument("--systems", default="raw,ours,stock,bento")
+    parser.add_argument("--systems", default="raw,ours,stock,bento,python")
     parser.add_argument("--no-mixed", action="store_true", help="skip the mixed load with malformed requests")
     parser.add_argument("--batch-size", type=int, help="ours: override the sample's batch_size")
     parser.add_argument("--delay", type=int, help="ours: override the sample's max_batch_delay (ms)")
     parser.add_argument("--workers", type=int, help="ours: override the sample's workers (min = max)")
+    parser.add_argument("--python-threads", type=int, help="python: MAR_BUILD_THREADS for its one process")
     parser.add_argument("--quick", action="store_true", help="5 s runs, N=1,32, short texts: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -153,12 +157,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         # so that a change in the machine's other load lands on all of them alike.
         stacks: dict[str, _stacks.Stack] = {}
         data: dict[str, dict[str, Path]] = {}
-        if "ours" in systems:
-            layout = _stacks.build_ours(work / "ours-layout", batch_size=args.batch_size,
+        layout = work / "ours-layout"  # built once: ours and python serve the very same layout
+        if "ours" in systems or "python" in systems:
+            layout = _stacks.build_ours(layout, batch_size=args.batch_size,
                                         max_batch_delay=args.delay, workers=args.workers)
+        if "ours" in systems:
             stacks["ours"] = running.enter_context(_stacks.ours(layout, work / "ours-run"))
             stacks["ours"].info["settings"] = _settings(layout)
             data["ours"] = data_v1
+        if "python" in systems:  # the very layout ours serves, through the other runtime
+            # --python-threads: the caller's MAR_BUILD_THREADS, which serve() passes through instead of its rule's
+            env = {"MAR_BUILD_THREADS": str(args.python_threads)} if args.python_threads else None
+            stacks["python"] = running.enter_context(_stacks.python(layout, work / "python-run", env=env))
+            stacks["python"].info["threads"] = args.python_threads or "serve()'s rule"
+            stacks["python"].info["settings"] = _settings(layout)
+            data["python"] = data_v1
         if "sample" in systems:  # the sample's own settings, beside ours with overrides
             layout = _stacks.build_ours(work / "sample-layout")
             stack = running.enter_context(_stacks.ours(layout, work / "sample-run"))
@@ -188,14 +201,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             results["systems"][name] = {"runs": runs[name], **stack.info}
             if name != "bento":
                 results["systems"][name].update(worker_report(stack))
-        if "ours" in stacks and not args.no_mixed:
+        mixed = [name for name in ("ours", "python") if name in stacks] if not args.no_mixed else []
+        if mixed:
             mixed_set = sets[0]
             path = bodies_file(work / "mixed.lua", mixed_set, labels[mixed_set], form="v1", malformed_every=10)
             n = TARGET_CLIENTS if TARGET_CLIENTS in clients else max(clients)
             print(f"mixed load ({mixed_set} texts, 1 in 10 malformed):", flush=True)
-            results["systems"]["ours"]["mixed"] = one_run(stacks["ours"], mixed_set, path, n, args.seconds,
-                                                          args.warmup)
-            results["systems"]["ours"].update(worker_report(stacks["ours"]))
+            for name in mixed:
+                results["systems"][name]["mixed"] = one_run(stacks[name], mixed_set, path, n, args.seconds,
+                                                            args.warmup)
+                results["systems"][name].update(worker_report(stacks[name]))
 
     results["seconds_total"] = round(time.perf_counter() - started, 1)
     results["machine_before"] = before
@@ -225,82 +240,144 @@ def _jsonable(value: Any) -> Any:
 
 
 # ---- report ----------------------------------------------------------------------------------------------------
+SYSTEMS = ("ours", "sample", "stock", "bento", "python")
+
+
+def _run(systems: dict[str, Any], name: str, set_name: str, n: int) -> LoadResult | None:
+    run: LoadResult | None = systems.get(name, {}).get("runs", {}).get(set_name, {}).get(n)
+    return run
+
+
+def _tp(run: LoadResult | None) -> float | None:
+    return run.throughput if run else None
+
+
 def render(results: dict[str, Any], sets: Sequence[str], clients: Sequence[int]) -> str:
     systems = results["systems"]
-    raw = results["raw"]
     lines: list[str] = []
     for set_name in sets:
-        headers = ["N", "raw/s"]
-        names = [n for n in ("ours", "sample", "stock", "bento") if n in systems]
-        for name in names:
-            headers += [f"{name}/s", "p50 ms", "p99 ms"]
-        if "ours" in systems:
-            headers += ["ours/raw", "ours/stock", "ours/bento"]
-        rows = []
-        for n in clients:
-            raw_tp = raw.get(set_name, {}).get(n, {}).get("throughput")
-            row: list[Any] = [n, raw_tp]
-            tps: dict[str, float | None] = {}
-            for name in names:
-                r: LoadResult | None = systems[name]["runs"].get(set_name, {}).get(n)
-                tps[name] = r.throughput if r else None
-                row += [r.throughput if r else None, r.p50_ms if r else None, r.p99_ms if r else None]
-            if "ours" in systems:
-                row += [ratio(tps.get("ours"), raw_tp), ratio(tps.get("ours"), tps.get("stock")),
-                        ratio(tps.get("ours"), tps.get("bento"))]
-            rows.append(row)
         lines += [f"\n{set_name} texts: requests/s (one text each) and latency; raw = in-process batches of N",
-                  table(headers, rows)]
+                  _set_table(results, set_name, clients)]
+    lines += _checks(systems)
+    for name in ("ours", "python"):
+        lines += _mixed(systems, name)
+    for name in ("ours", "sample", "stock", "python"):
+        info = systems.get(name)
+        if info and "workers" in info:
+            threads = f"; torch threads {info['threads']}" if "threads" in info else ""
+            lines.append(f"\n{name}: {info.get('settings') or 'stock settings'}{threads}; {info['workers']} worker(s), "
+                         f"peak RSS {info['worker_peak_rss_mb']} MiB, model loaded {info['model_loads']} time(s)")
+    lines += _python_vs(results, sets, clients)
+    if "ours" in systems and TARGET_CLIENTS in clients:
+        lines.append(f"\ntargets at N={TARGET_CLIENTS}:")
+        for set_name in sets:
+            o = _run(systems, "ours", set_name, TARGET_CLIENTS)
+            if o is None:
+                continue
+            raw_tp = results["raw"].get(set_name, {}).get(TARGET_CLIENTS, {}).get("throughput")
+            for what, value, goal in (
+                ("ours >= 0.8 x raw", ratio(o.throughput, raw_tp), 0.8),
+                ("ours >= 3 x stock", ratio(o.throughput, _tp(_run(systems, "stock", set_name, TARGET_CLIENTS))), 3.0),
+                ("ours > bento", ratio(o.throughput, _tp(_run(systems, "bento", set_name, TARGET_CLIENTS))), 1.0),
+            ):
+                lines.append(_verdict(set_name, what, value, goal, strict=goal == 1.0))
+    lines.append(f"\n{load_note()}")
+    return "\n".join(lines)
 
+
+def _verdict(set_name: str, what: str, value: float | None, goal: float, *, strict: bool = False,
+             at_most: bool = False) -> str:
+    if value is None:
+        verdict = "-"
+    elif at_most:
+        verdict = "met" if value <= goal else "NOT met"
+    else:
+        verdict = "met" if value >= goal and (not strict or value > goal) else "NOT met"
+    return f"  {set_name:5} {what:30} {value if value is not None else '-':>6}  {verdict}"
+
+
+def _set_table(results: dict[str, Any], set_name: str, clients: Sequence[int]) -> str:
+    systems, raw = results["systems"], results["raw"]
+    headers = ["N", "raw/s"]
+    names = [n for n in SYSTEMS if n in systems]
+    for name in names:
+        headers += [f"{name}/s", "p50 ms", "p99 ms"]
+    if "ours" in systems:
+        headers += ["ours/raw", "ours/stock", "ours/bento"]
+    if "python" in systems:
+        headers += ["py/raw", "py/ours"]
+    rows = []
+    for n in clients:
+        raw_tp = raw.get(set_name, {}).get(n, {}).get("throughput")
+        row: list[Any] = [n, raw_tp]
+        tps: dict[str, float | None] = {}
+        for name in names:
+            r = _run(systems, name, set_name, n)
+            tps[name] = _tp(r)
+            row += [_tp(r), r.p50_ms if r else None, r.p99_ms if r else None]
+        if "ours" in systems:
+            row += [ratio(tps.get("ours"), raw_tp), ratio(tps.get("ours"), tps.get("stock")),
+                    ratio(tps.get("ours"), tps.get("bento"))]
+        if "python" in systems:
+            row += [ratio(tps.get("python"), raw_tp), ratio(tps.get("python"), tps.get("ours"))]
+        rows.append(row)
+    return table(headers, rows)
+
+
+def _checks(systems: dict[str, Any]) -> list[str]:
     check_rows = []
     for name, info in systems.items():
         for set_name, runs in info["runs"].items():
             for n, r in runs.items():
                 per_request = {k: 1000 * v / max(1, r.requests) for k, v in r.server_cpu.items()}
-                split = "/".join(f"{per_request[k]:.1f}" for k in ("wrapper", "frontend", "worker")
+                split = "/".join(f"{per_request[k]:.1f}" for k in ("wrapper", "frontend", "worker", "runtime")
                                  if k in per_request) or "-"
                 check_rows.append([name, set_name, n, r.requests, r.good_ok, r.good_wrong, r.good_failed,
                                    r.socket_errors, round(100 * r.wrk_cpu_s / r.seconds, 1),
                                    round(sum(per_request.values()), 1), split, round(100 * r.other_cpu_share)])
-    lines += ["\nanswers checked (every one against the raw model's label) and what the load cost",
-              table(["system", "set", "N", "requests", "right", "wrong", "failed", "socket err", "wrk cpu %",
-                     "server cpu ms/req", "wrapper/java/worker", "other load %"], check_rows)]
+    return ["\nanswers checked (every one against the raw model's label) and what the load cost "
+            "(python: its one process)",
+            table(["system", "set", "N", "requests", "right", "wrong", "failed", "socket err", "wrk cpu %",
+                   "server cpu ms/req", "wrapper/java/worker", "other load %"], check_rows)]
 
-    ours = systems.get("ours")
-    if ours and ours.get("mixed") is not None:
-        m: LoadResult = ours["mixed"]
-        clean = next(iter(ours["runs"].values())).get(m.connections)
-        lines += [f"\nmixed load, N={m.connections}: one request in ten malformed",
-                  table(["good req/s", "clean req/s", "good/clean", "good right", "good wrong/failed",
-                         "bad -> 4xx", "bad -> other", "p99 ms"],
-                        [[m.good_throughput, clean.throughput if clean else None,
-                          ratio(m.good_throughput, clean.throughput if clean else None), m.good_ok,
-                          m.good_wrong + m.good_failed, m.bad_4xx, m.bad_other, m.p99_ms]])]
-    for name in ("ours", "sample", "stock"):
-        info = systems.get(name)
-        if info and "workers" in info:
-            lines.append(f"\n{name}: {info.get('settings') or 'stock settings'}; {info['workers']} worker(s), "
-                         f"peak RSS {info['worker_peak_rss_mb']} MiB, model loaded {info['model_loads']} time(s)")
 
-    if ours and TARGET_CLIENTS in clients:
-        lines.append(f"\ntargets at N={TARGET_CLIENTS}:")
-        for set_name in sets:
-            o = ours["runs"].get(set_name, {}).get(TARGET_CLIENTS)
-            if o is None:
-                continue
+def _mixed(systems: dict[str, Any], name: str) -> list[str]:
+    info = systems.get(name)
+    if not info or info.get("mixed") is None:
+        return []
+    m: LoadResult = info["mixed"]
+    clean = next(iter(info["runs"].values())).get(m.connections)
+    return [f"\n{name}: mixed load, N={m.connections}: one request in ten malformed",
+            table(["good req/s", "clean req/s", "good/clean", "good right", "good wrong/failed",
+                   "bad -> 4xx", "bad -> other", "p99 ms"],
+                  [[m.good_throughput, _tp(clean), ratio(m.good_throughput, _tp(clean)), m.good_ok,
+                    m.good_wrong + m.good_failed, m.bad_4xx, m.bad_other, m.p99_ms]])]
+
+
+def _python_vs(results: dict[str, Any], sets: Sequence[str], clients: Sequence[int]) -> list[str]:
+    """The python runtime's targets: N=32 against raw and the TorchServe path, one client against batch-1 raw."""
+    systems, raw = results["systems"], results["raw"]
+    if "python" not in systems:
+        return []
+    lines = ["\npython runtime vs raw and the TorchServe path (ours):"]
+    for set_name in sets:
+        if TARGET_CLIENTS in clients:
+            p = _run(systems, "python", set_name, TARGET_CLIENTS)
             raw_tp = raw.get(set_name, {}).get(TARGET_CLIENTS, {}).get("throughput")
-            st = systems.get("stock", {}).get("runs", {}).get(set_name, {}).get(TARGET_CLIENTS)
-            be = systems.get("bento", {}).get("runs", {}).get(set_name, {}).get(TARGET_CLIENTS)
-            for what, value, goal in (
-                ("ours >= 0.8 x raw", ratio(o.throughput, raw_tp), 0.8),
-                ("ours >= 3 x stock", ratio(o.throughput, st.throughput if st else None), 3.0),
-                ("ours > bento", ratio(o.throughput, be.throughput if be else None), 1.0),
-            ):
-                verdict = "-" if value is None else ("met" if value >= goal and (goal != 1.0 or value > 1.0)
-                                                     else "NOT met")
-                lines.append(f"  {set_name:5} {what:18} {value if value is not None else '-':>6}  {verdict}")
-    lines.append(f"\n{load_note()}")
-    return "\n".join(lines)
+            lines.append(_verdict(set_name, f"N={TARGET_CLIENTS} python >= 0.85 x raw", ratio(_tp(p), raw_tp), 0.85))
+            lines.append(_verdict(set_name, f"N={TARGET_CLIENTS} python >= 1.3 x ours",
+                                  ratio(_tp(p), _tp(_run(systems, "ours", set_name, TARGET_CLIENTS))), 1.3))
+        if 1 in clients:
+            p1 = _run(systems, "python", set_name, 1)
+            o1 = _run(systems, "ours", set_name, 1)
+            raw_ms = raw.get(set_name, {}).get(1, {}).get("batch_ms_p50")
+            gap = None if p1 is None or raw_ms is None else round(p1.p50_ms - raw_ms, 2)
+            lines.append(f"  {set_name:5} N=1 p50: python {round(p1.p50_ms, 2) if p1 else '-'} ms, ours "
+                         f"{round(o1.p50_ms, 2) if o1 else '-'} ms, raw batch-1 forward "
+                         f"{raw_ms if raw_ms is not None else '-'} ms")
+            lines.append(_verdict(set_name, f"N=1 python p50 - raw <= {PYTHON_IDLE_MS:g} ms", gap, PYTHON_IDLE_MS,
+                                  at_most=True))
+    return lines
 
 
 if __name__ == "__main__":

@@ -115,3 +115,17 @@ def test_no_thread_count_when_it_is_unknown(layout_factory, make, limits):
 def test_bad_env(env, message):
     with pytest.raises(RenderError, match=message):
         render(name="m", storage_uri="pvc://x", env=env)
+
+
+def test_the_python_runtime_gets_the_cpus_over_its_models(tensor_spec, tmp_path, caplog):
+    """mar-build's runtime runs each model in one process: 2 workers a model in model_snapshot are TorchServe's, so
+    on 4 CPUs one model gets 4 threads there, and nothing is said about min_workers."""
+    layout = tmp_path / "layout"
+    build(tensor_spec("a", name="first", serving={"min_workers": 2, "max_workers": 2}), layout)
+    with caplog.at_level(logging.INFO, logger="toolkit.render"):
+        manifests = render(layout, name="one", storage_uri="pvc://models/one", limits={"cpu": "4"},
+                           runtime="python", image="ghcr.io/team/mar-build-runtime:1.0")
+    assert predictor_env(manifests) == [{"name": "MAR_BUILD_THREADS", "value": "4"}]
+    assert not [r for r in caplog.records if "min_workers" in r.getMessage()]
+    torchserve = render(layout, name="one", storage_uri="pvc://models/one", limits={"cpu": "4"})
+    assert predictor_env(torchserve) == [{"name": "MAR_BUILD_THREADS", "value": "2"}]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .._spec import Runtime
 from .read import SnapshotEntry
 
 THREADS_ENV = "MAR_BUILD_THREADS"
@@ -23,9 +24,13 @@ def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def pod_workers(entries: Iterable[SnapshotEntry]) -> int | None:
-    """The workers TorchServe starts for the layout's models (minWorkers summed over the models); None when some
-    model's snapshot entry has no minWorkers (TorchServe then starts one worker per CPU or GPU it sees)."""
+def pod_workers(entries: Iterable[SnapshotEntry], *, runtime: Runtime = "torchserve") -> int | None:
+    """The workers that run the layout's models: on TorchServe, the minWorkers it starts, summed over the models
+    (None when some model's snapshot entry has none: TorchServe then starts one worker per CPU or GPU it sees); on
+    the python runtime, one per model (it runs each model in one process, whatever minWorkers says)."""
+    entries = list(entries)
+    if runtime == "python":
+        return len({entry.name for entry in entries}) or None
     total = 0
     for entry in entries:
         count = _count(entry.settings.get("minWorkers"))

@@ -20,11 +20,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._errors import RenderError
 from .._names import dns1123_label_problem, dns1123_subdomain_problem, suggest_isvc_name
-from .._spec import KServeSettings, check_isvc_name
+from .._spec import KServeSettings, Runtime, check_isvc_name
 from .._templating import render_template
 from .checks import (
     check_annotations,
@@ -209,7 +209,7 @@ def _model_fields(
     res_requests, res_limits = resolve_resources(chosen.resources, requests, limits, gpus)
     own_env = string_map({}, env, "env")
     check_env(own_env)
-    threads = thread_budget(facts.entries, res_limits.get("cpu"), gpus=gpus)
+    threads = thread_budget(facts.entries, res_limits.get("cpu"), gpus=gpus, runtime=cast(Runtime, runtime))
     return {
         "protocol": proto, "runtime_version": version, "limits": ordered(res_limits),
         "requests": ordered(res_requests), "env": predictor_env(own_env, threads), "gpus": gpus,

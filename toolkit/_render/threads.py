@@ -12,22 +12,27 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from .._layout import THREADS_ENV, SnapshotEntry, pod_workers, threads_per_worker
+from .._spec import Runtime
 from .resources import cpu_count
 
 log = logging.getLogger("toolkit.render")
 
 
-def thread_budget(entries: Sequence[SnapshotEntry], cpu_limit: str | None, *, gpus: int) -> int | None:
+def thread_budget(
+    entries: Sequence[SnapshotEntry], cpu_limit: str | None, *, gpus: int, runtime: Runtime = "torchserve"
+) -> int | None:
     """Torch threads for each worker of the pod, or None when the count is unknown (no layout, no CPU limit, a
     model whose snapshot entry gives no worker counts). Logs a warning when the workers outnumber the CPUs."""
     if not entries or cpu_limit is None:
         return None
-    workers = pod_workers(entries)
+    workers = pod_workers(entries, runtime=runtime)
     if workers is None:
         return None
     cpus = cpu_count(cpu_limit)
     threads = threads_per_worker(cpus, workers)
-    if not gpus:  # GPU workers wait on the device, not on the CPUs
+    # GPU workers wait on the device, not on the CPUs; the python runtime runs one process per model, whatever
+    # min_workers says, so the advice about min_workers is TorchServe's only.
+    if not gpus and runtime == "torchserve":
         _advise(entries, workers, cpus, cpu_limit, threads)
     return threads
 

@@ -309,7 +309,7 @@ def _start_python(
     info = _checked_layout(layout, emit, "python")
     versions = archive_versions(info.entries, layout)
     run = open_run_folder(request.workdir, cleanup)
-    budget = thread_budget(info.entries)
+    budget = thread_budget(info.entries, runtime="python")
     emit(budget.event())
     url = f"http://{url_host(request.host)}:{request.port}"
     predictor = serve_python(

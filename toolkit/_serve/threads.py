@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._layout import THREADS_ENV, SnapshotEntry, pod_workers, threads_per_worker
+from .._spec import Runtime
 from .events import ServeEvent
 
 Source = Literal["rule", "environment", "handlers"]
@@ -57,13 +58,14 @@ class ThreadBudget:
 
 
 def thread_budget(
-    entries: Iterable[SnapshotEntry], environ: Mapping[str, str] | None = None, cpus: int | None = None
+    entries: Iterable[SnapshotEntry], environ: Mapping[str, str] | None = None, cpus: int | None = None,
+    *, runtime: Runtime = "torchserve",
 ) -> ThreadBudget:
     """The thread budget of a layout's models on ``cpus`` (default: this machine's), unless ``environ`` (default
     os.environ) already sets MAR_BUILD_THREADS: the caller's choice wins, as a pod's env would."""
     environ = os.environ if environ is None else environ
     cpus = cpus or local_cpus()
-    workers = pod_workers(entries)
+    workers = pod_workers(entries, runtime=runtime)
     given = environ.get(THREADS_ENV)
     if given:
         return ThreadBudget(int(given) if given.isdigit() else None, cpus, workers, "environment", given)
