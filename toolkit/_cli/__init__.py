@@ -55,7 +55,8 @@ class _Group(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.version_option(package_name="mar-build", prog_name="mar-build")
 def cli(verbose: int, quiet: bool) -> None:
-    """Package a PyTorch or Hugging Face model for KServe's TorchServe runtime, serve it locally, deploy, call it."""
+    """Package a PyTorch or Hugging Face model for KServe (TorchServe or our own python runtime), serve it locally,
+    stage, deploy, call it."""
     level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("toolkit").setLevel(level)
