@@ -41,6 +41,7 @@ class TensorHandler(BaseHandler[torch.Tensor, torch.Tensor]):
         self.dtype = dtype
         shape = self.options.get("shape")
         self.shape = tuple(int(n) for n in shape) if shape is not None else None
+        self.served_shapes: set[tuple[int, ...]] = set()  # sample shapes a forward pass has taken
         self.output = self.options.get("output") or "list"
         if self.output not in OUTPUTS:
             raise ValueError(f"options.output must be one of {OUTPUTS}, not {self.output!r}")
@@ -95,7 +96,22 @@ class TensorHandler(BaseHandler[torch.Tensor, torch.Tensor]):
         return tuple(item.shape)
 
     def inference(self, items: list[torch.Tensor]) -> torch.Tensor:
-        result = self.model(torch.stack(items).to(self.device))
+        shape = tuple(items[0].shape)
+        try:
+            result = self.model(torch.stack(items).to(self.device))
+        except RuntimeError as exc:
+            # Without options.shape the model alone knows what a sample is. Once it has served another shape, a
+            # pass of this shape failing is the client's instances, not the model: a 400 that says so (the first
+            # line of torch's error: TorchScript appends its own traceback to the message).
+            served = sorted(self.served_shapes)
+            if self.shape is None and served and shape not in served:
+                raise InvalidRequest(
+                    f"instances of shape {list(shape)} do not fit the model, which has served shape(s) "
+                    f"{[list(s) for s in served]} ({_first_line(exc)}); set options.shape in mar.yaml to have "
+                    "them checked up front", 400,
+                ) from exc
+            raise
+        self.served_shapes.add(shape)
         if not isinstance(result, torch.Tensor):
             raise TypeError(f"the model returned {type(result).__name__}; the tensor task needs a Tensor")
         if result.dim() == 0 or result.shape[0] != len(items):
@@ -107,3 +123,9 @@ class TensorHandler(BaseHandler[torch.Tensor, torch.Tensor]):
             return list(outputs)  # rows as tensors: v2 answers their dtype
         best = outputs.reshape(len(outputs), -1).argmax(dim=1).tolist()
         return [self.class_names[i] for i in best] if self.class_names else best
+
+
+def _first_line(exc: BaseException) -> str:
+    """torch's own words: the last line of the message (TorchScript puts its traceback before them)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

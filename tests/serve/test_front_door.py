@@ -129,6 +129,18 @@ def test_malformed_instances(front: FrontDoor, tiny_model: TinyModel, body: Any,
     assert said in bad.json()["error"]
 
 
+def test_an_instance_the_model_cannot_take_is_400_once_the_model_has_served(
+    front: FrontDoor, tiny_model: TinyModel
+) -> None:
+    """A row of 3 numbers for a Linear(4, 3): the model fails on it, and having served rows of 4 the handler knows
+    the client's instances are what is wrong (a 400 with torch's words, not a 500 with TorchScript's traceback)."""
+    httpx.post(front.predict_url, json={"instances": GOOD}, timeout=60).raise_for_status()
+    bad = probe(front, tiny_model, post_json(front, {"instances": [[1.0, 2.0, 3.0]]}))
+    assert bad.status_code == 400
+    error = bad.json()["error"]
+    assert "instances of shape [3] do not fit the model" in error and "options.shape" in error, error
+
+
 # -- bodies that are JSON but not the v1 envelope (the raw TorchServe form belongs to /predictions/M) ----------
 @pytest.mark.parametrize(
     ("body", "kind"),
