@@ -13,11 +13,8 @@ TorchServe runs on a copy of config.properties whose ports are free loopback por
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import shutil
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +37,14 @@ from .events import ServeEvent, emitter
 from .processes import (
     check_java,
     find_torchserve,
-    group_members,
     start_torchserve,
     start_wrapper,
     stop_process,
     torchserve_env,
 )
-from .readiness import POLL_S, Startup, wait_models, wait_torchserve, wait_wrapper
+from .readiness import Startup, wait_models, wait_torchserve, wait_wrapper
 from .run import RunFolder, open_run_folder
+from .running import Running, Watched
 from .runtime import RuntimePredictor, serve_python
 from .source import archive_versions, resolve_source
 from .threads import ThreadBudget, thread_budget
@@ -55,7 +52,7 @@ from .threads import ThreadBudget, thread_budget
 TsPorts = Literal["free", "config"]
 
 
-class LocalPredictor:
+class LocalPredictor(Running):
     """A running local predictor: TorchServe and the kserve wrapper in front of it.
 
     ``url`` is the wrapper (what the pod serves on 8080); ``torchserve_url`` TorchServe's inference address;
@@ -70,22 +67,17 @@ class LocalPredictor:
         torchserve: subprocess.Popen[bytes], wrapper: subprocess.Popen[bytes], cleanup: list[Path],
         ports: dict[str, int | None], threads: ThreadBudget,
     ) -> None:
-        self.url = url
         self.torchserve_url = addresses["inference"]
         self.management_url = addresses["management"]
         self.metrics_url = addresses["metrics"] + "/metrics"
-        self.models = models
-        self.layout = layout
-        self.run_dir = run.path
-        self.ports = ports
-        self.threads = threads
-        self._run = run
         self._torchserve = torchserve
         self._wrapper = wrapper
-        self._cleanup = cleanup
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
-        _LIVE.add(self)
+        watched = [  # the wrapper stops first: it is in front
+            Watched("TorchServe", "TorchServe", torchserve, lambda: log_tail(self.log_path)),
+            Watched("the kserve wrapper", "wrapper", wrapper, lambda: plain_tail(self.wrapper_log_path)),
+        ]
+        super().__init__(url=url, models=models, layout=layout, run=run, cleanup=cleanup, ports=ports,
+                         threads=threads, watched=watched)
 
     @property
     def log_path(self) -> Path:
@@ -100,20 +92,6 @@ class LocalPredictor:
         """Process (and process group) ids of what this predictor started: ``torchserve`` and ``wrapper``."""
         return {"torchserve": self._torchserve.pid, "wrapper": self._wrapper.pid}
 
-    def process_ids(self) -> list[int]:
-        """Every live process it runs: TorchServe (launcher, Java frontend, Python workers) and the wrapper."""
-        ids: list[int] = []
-        for proc in (self._torchserve, self._wrapper):
-            ids += group_members(proc.pid) or ([proc.pid] if proc.poll() is None else [])
-        return ids
-
-    @property
-    def running(self) -> bool:
-        return not self._stopped.is_set() and self._torchserve.poll() is None and self._wrapper.poll() is None
-
-    def predict_url(self, model: str) -> str:
-        return f"{self.url}/v1/models/{model}:predict"
-
     def to_dict(self) -> dict[str, Any]:
         """The endpoints, ports, process ids, paths and thread budget, JSON-able (``mar-build serve --json``)."""
         return {
@@ -124,65 +102,6 @@ class LocalPredictor:
             "model_log_path": str(self._run.log("model_log.log")), "run_dir": str(self.run_dir),
             "layout": str(self.layout), "threads": self.threads.to_dict(),
         }
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until stop() is called (True) or ``timeout`` seconds pass (False).
-
-        Raises ServeError, after stopping the rest, when TorchServe or the wrapper exits on its own.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        # Polled with sleep, not Event.wait(POLL_S): a Ctrl-C that lands inside Event.wait's lock handling can surface
-        # as "RuntimeError: release unlocked lock" instead of KeyboardInterrupt (seen in the SIGINT test, rarely).
-        while not self._stopped.is_set():
-            time.sleep(POLL_S)
-            if self._stopped.is_set():
-                break
-            for name, proc, logfile in (
-                ("TorchServe", self._torchserve, self.log_path),
-                ("the kserve wrapper", self._wrapper, self.wrapper_log_path),
-            ):
-                if proc.poll() is not None:
-                    tail = log_tail(logfile) if name == "TorchServe" else plain_tail(logfile)
-                    error = self._run.error(f"{name} exited with status {proc.returncode}", log_tail=tail)
-                    self.stop()
-                    raise error
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-        return True
-
-    def stop(self) -> None:
-        """Stop the wrapper, then TorchServe (TERM to each process group, KILL after a grace period). Idempotent."""
-        with self._lock:
-            if self._stopped.is_set():
-                return
-            stop_process(self._wrapper, "wrapper")
-            stop_process(self._torchserve, "TorchServe")
-            for path in self._cleanup:
-                shutil.rmtree(path, ignore_errors=True)
-            self._stopped.set()
-            _LIVE.discard(self)
-
-    def __enter__(self) -> LocalPredictor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<LocalPredictor {state} {self.url} models={self.models}>"
-
-
-# A notebook kernel that exits normally stops what it started. Strong references: a handle dropped without
-# stop() must still be found here (the wrapper's watchdog covers a kernel that is killed).
-_LIVE: set[LocalPredictor | RuntimePredictor] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for predictor in list(_LIVE):
-        with contextlib.suppress(Exception):
-            predictor.stop()
 
 
 @dataclass(frozen=True)
@@ -316,7 +235,6 @@ def _start_python(
         info, run, host=request.host, port=request.port, url=url, budget=budget,
         startup_timeout=request.startup_timeout, versions=versions, cleanup=cleanup, processes=processes, emit=emit,
     )
-    _LIVE.add(predictor)
     return predictor
 
 

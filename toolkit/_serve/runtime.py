@@ -10,10 +10,8 @@ first (a handler that fails to load) is a ServeError quoting its log.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,15 +21,16 @@ from .._events import OnEvent
 from .._layout import Layout
 from .._runtime import MODULE
 from .events import ServeEvent
-from .processes import group_members, stop_process, wrapper_env
-from .readiness import POLL_S, Startup, wait_models, wait_wrapper
+from .processes import wrapper_env
+from .readiness import Startup, wait_models, wait_wrapper
 from .run import RunFolder
+from .running import Running, Watched
 from .threads import ThreadBudget
 
 LOG = "runtime.log"
 
 
-class RuntimePredictor:
+class RuntimePredictor(Running):
     """A running python runtime: the same API as LocalPredictor (``url``, ``models``, ``predict_url``, ``stop``,
     ``wait``, a context manager); ``metrics_url`` is the runtime's own ``/metrics``, ``log_path`` its log."""
 
@@ -40,18 +39,11 @@ class RuntimePredictor:
     def __init__(self, *, url: str, models: list[str], layout: Path, run: RunFolder,
                  process: subprocess.Popen[bytes], cleanup: list[Path], ports: dict[str, int | None],
                  threads: ThreadBudget) -> None:
-        self.url = url
-        self.models = models
-        self.layout = layout
-        self.run_dir = run.path
-        self.ports = ports
-        self.threads = threads
         self.metrics_url = f"{url}/metrics"
-        self._run = run
         self._process = process
-        self._cleanup = cleanup
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
+        watched = [Watched("the python runtime", "python runtime", process, lambda: plain_tail(self.log_path))]
+        super().__init__(url=url, models=models, layout=layout, run=run, cleanup=cleanup, ports=ports,
+                         threads=threads, watched=watched)
 
     @property
     def log_path(self) -> Path:
@@ -61,18 +53,6 @@ class RuntimePredictor:
     def pids(self) -> dict[str, int]:
         return {"runtime": self._process.pid}
 
-    def process_ids(self) -> list[int]:
-        """Every live process it runs (the runtime alone, unless a handler started its own)."""
-        pid = self._process.pid
-        return group_members(pid) or ([pid] if self._process.poll() is None else [])
-
-    @property
-    def running(self) -> bool:
-        return not self._stopped.is_set() and self._process.poll() is None
-
-    def predict_url(self, model: str) -> str:
-        return f"{self.url}/v1/models/{model}:predict"
-
     def to_dict(self) -> dict[str, Any]:
         """The endpoints, ports, process id, paths and thread budget, JSON-able (``mar-build serve --json``)."""
         return {
@@ -81,42 +61,6 @@ class RuntimePredictor:
             "ports": dict(self.ports), "pids": self.pids, "running": self.running, "log_path": str(self.log_path),
             "run_dir": str(self.run_dir), "layout": str(self.layout), "threads": self.threads.to_dict(),
         }
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until stop() (True) or ``timeout`` seconds (False); ServeError when the runtime exits itself."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._stopped.is_set():
-            time.sleep(POLL_S)
-            if self._stopped.is_set():
-                break
-            if self._process.poll() is not None:
-                error = self._run.error(f"the python runtime exited with status {self._process.returncode}",
-                                        log_tail=plain_tail(self.log_path))
-                self.stop()
-                raise error
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-        return True
-
-    def stop(self) -> None:
-        """Stop the runtime (TERM to its process group, KILL after a grace period). Idempotent."""
-        with self._lock:
-            if self._stopped.is_set():
-                return
-            stop_process(self._process, "python runtime")
-            for path in self._cleanup:
-                shutil.rmtree(path, ignore_errors=True)
-            self._stopped.set()
-
-    def __enter__(self) -> RuntimePredictor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<RuntimePredictor {state} {self.url} models={self.models}>"
 
 
 def start_runtime(layout: Path, run: RunFolder, host: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
