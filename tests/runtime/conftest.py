@@ -3,8 +3,6 @@ TorchServe handler, and the runtime serving both (``toolkit.serve(..., runtime="
 
 from __future__ import annotations
 
-import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from serve.serve_support import add_model
 
 from toolkit._build.builder import build
+from toolkit._layout import set_properties
 from toolkit._serve import RuntimePredictor, serve
 from toolkit._spec.parse import parse_spec
 
@@ -50,21 +50,10 @@ def _stock_archive(model: Path, export: Path) -> Path:
 
 
 def _add(layout: Path, name: str, mar: Path, batch_size: int) -> None:
-    shutil.copy(mar, layout / "model-store" / f"{name}.mar")
+    add_model(layout, name, mar, batch_size=batch_size, version="2.0")
+    # The stock handler needs the stock envelope: env config on, TS_SERVICE_ENVELOPE=kserve (as KServe sets).
     config = layout / "config" / "config.properties"
-    lines = config.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("model_snapshot="):
-            snapshot = json.loads(line.removeprefix("model_snapshot="))
-            snapshot["models"][name] = {"2.0": {
-                "defaultVersion": True, "marName": f"{name}.mar", "minWorkers": 1, "maxWorkers": 1,
-                "batchSize": batch_size, "maxBatchDelay": 50, "responseTimeout": 120}}
-            snapshot["modelCount"] = len(snapshot["models"])
-            lines[i] = "model_snapshot=" + json.dumps(snapshot, separators=(",", ":"))
-        elif line.startswith("enable_envvars_config="):
-            # The stock handler needs the stock envelope: env config on, TS_SERVICE_ENVELOPE=kserve (as KServe sets).
-            lines[i] = "enable_envvars_config=true"
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text(set_properties(config.read_text(), {"enable_envvars_config": "true"}))
 
 
 @pytest.fixture(scope="module")

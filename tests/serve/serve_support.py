@@ -46,7 +46,7 @@ def archive(handler: Path, name: str, export: Path, extra_files: list[Path] | No
     return export / f"{name}.mar"
 
 
-def add_model(layout: Path, name: str, mar: Path, *, batch_size: int = 1) -> None:
+def add_model(layout: Path, name: str, mar: Path, *, batch_size: int = 1, version: str = "1.0") -> None:
     """Put ``mar`` in layout/model-store and a model_snapshot entry for it in config.properties."""
     shutil.copy(mar, layout / "model-store" / f"{name}.mar")
     config = layout / "config" / "config.properties"
@@ -54,7 +54,7 @@ def add_model(layout: Path, name: str, mar: Path, *, batch_size: int = 1) -> Non
     for i, line in enumerate(lines):
         if line.startswith("model_snapshot="):
             snapshot = json.loads(line.removeprefix("model_snapshot="))
-            snapshot["models"][name] = {"1.0": {
+            snapshot["models"][name] = {version: {
                 "defaultVersion": True, "marName": f"{name}.mar", "minWorkers": 1, "maxWorkers": 1,
                 "batchSize": batch_size, "maxBatchDelay": 50, "responseTimeout": 120}}
             snapshot["modelCount"] = len(snapshot["models"])
