@@ -71,6 +71,18 @@ def api_client_for(url: str) -> k8s.ApiClient:
     return k8s.ApiClient(configuration)
 
 
+def write_kubeconfig(folder: Path, server: str) -> Path:
+    """A kubeconfig whose current context reaches ``server`` with the bearer token ``kube-token``."""
+    path = folder / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind",
+        "clusters": [{"name": "kind", "cluster": {"server": server}}],
+        "users": [{"name": "me", "user": {"token": "kube-token"}}],
+        "contexts": [{"name": "kind", "context": {"cluster": "kind", "user": "me", "namespace": NS}}],
+    }))
+    return path
+
+
 @pytest.fixture
 def outside(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
@@ -150,13 +162,7 @@ def test_an_api_server_that_is_not_there(port: int) -> None:
 def test_kubeconfig_credentials_reach_the_api(serve: Any, tmp_path: Path) -> None:
     stand_in = ApiServer(inference_service("torchserve"))
     api = serve(stand_in)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "kind",
-        "clusters": [{"name": "kind", "cluster": {"server": api.url}}],
-        "users": [{"name": "me", "user": {"token": "kube-token"}}],
-        "contexts": [{"name": "kind", "context": {"cluster": "kind", "user": "me", "namespace": NS}}],
-    }))
+    kubeconfig = write_kubeconfig(tmp_path, api.url)
     with Client.for_inference_service("torchserve", NS, gateway="http://localhost:8080",
                                       kubeconfig=kubeconfig) as client:
         assert client.host == f"torchserve.{NS}.example.com"
@@ -216,13 +222,7 @@ def test_a_pod_with_a_kubeconfig_talks_to_the_cluster_status_talks_to(
 
     stand_in = ApiServer(inference_service("torchserve"))
     api = serve(stand_in)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "kind",
-        "clusters": [{"name": "kind", "cluster": {"server": api.url}}],
-        "users": [{"name": "me", "user": {"token": "kube-token"}}],
-        "contexts": [{"name": "kind", "context": {"cluster": "kind", "user": "me", "namespace": NS}}],
-    }))
+    kubeconfig = write_kubeconfig(tmp_path, api.url)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     assert connect().server == api.url
