@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: demo test java debian-deps venv lint bench clean
 
 # Programs the tests run, by the Debian package that brings each (installed by .ci/debian-deps when it can).
-TEST_DEBS := docker-registry:docker-registry busybox:busybox-static podman:podman
+TEST_DEBS := docker-registry:docker-registry busybox:busybox-static podman:podman prometheus:prometheus
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
