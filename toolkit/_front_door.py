@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 log = logging.getLogger("toolkit.front_door")
 
 V1_FORM = '{"instances": [...]}'
+V2_FORM = '{"inputs": [{"name", "shape", "datatype", "data"}]}'
 # kserve's JSON_HEADERS (dataplane.py), with parameters (charset=utf-8) allowed: JSON is UTF-8 (RFC 8259).
 ACCEPTED_TYPES = ("application/json", "application/octet-stream")
 ACCEPTED_TEXT = "application/json (or application/*+json, application/octet-stream, or no Content-Type)"
@@ -66,11 +67,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def check_content_type(value: str | None) -> None:
+def check_content_type(value: str | None, form: str = V1_FORM) -> None:
     """415 unless the Content-Type header ``value`` is JSON (parameters such as charset aside) or missing."""
     media = (value or "").split(";", 1)[0].strip().lower()
     if media and media not in ACCEPTED_TYPES and not (media.startswith("application/") and media.endswith("+json")):
-        raise Refused(415, f"Content-Type {media} is not accepted: send the JSON body {V1_FORM} as {ACCEPTED_TEXT}")
+        raise Refused(415, f"Content-Type {media} is not accepted: send the JSON body {form} as {ACCEPTED_TEXT}")
 
 
 def _kind(value: Any) -> str:
@@ -91,6 +92,21 @@ def check_envelope(raw: bytes) -> None:
         raise Refused(400, f'the body has no "instances" (keys: {keys}): the v1 protocol takes {V1_FORM}')
     if not isinstance(body["instances"], list):
         raise Refused(400, f'"instances" must be a list, got {_kind(body["instances"])}: send {V1_FORM}')
+
+
+def check_v2_envelope(raw: bytes) -> Any:
+    """The parsed v2 JSON body, or 400 unless it is a JSON object with "inputs" (the tensors are the handler's to
+    check: it knows the datatypes and shapes its task takes)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Refused(400, f"the body is not valid JSON ({exc}): send {V2_FORM}") from exc
+    if not isinstance(body, dict):
+        raise Refused(400, f"the body is {_kind(body)}: the v2 protocol takes a JSON object {V2_FORM}")
+    if "inputs" not in body:
+        keys = ", ".join(sorted(body)[:10]) or "none"
+        raise Refused(400, f'the body has no "inputs" (keys: {keys}): the v2 protocol takes {V2_FORM}')
+    return body
 
 
 class KeepAliveOnError:

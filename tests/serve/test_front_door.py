@@ -279,3 +279,96 @@ def test_curl_d_is_415_and_curl_s_next_request_reuses_the_connection(front: Fron
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["415 1", "200 0"], done.stdout
+
+
+# -- v2 (Open Inference Protocol) bodies at /v2/models/M/infer ------------------------------------------------
+V2_RUNTIMES = ("python",)  # the TorchServe path's local wrapper forwards v2 once it serves it (see _serve/wrapper)
+
+
+def v2_url(front: FrontDoor) -> str:
+    return f"{front.predictor.url}/v2/models/{MODEL}/infer"
+
+
+def post_v2(front: FrontDoor, body: Any, content_type: str | None = "application/json"):
+    headers = {"content-type": content_type} if content_type else {}
+    content = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return lambda client: client.post(v2_url(front), content=content, headers=headers)
+
+
+def _v2_input(**keys: Any) -> dict[str, Any]:
+    return {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": GOOD[0], **keys}]}
+
+
+@pytest.fixture
+def v2_front(front: FrontDoor, runtime: str) -> FrontDoor:
+    if runtime not in V2_RUNTIMES:
+        pytest.fail(f"the {runtime} runtime has no v2 front door yet")
+    return front
+
+
+def test_v2_good_request_is_answered_in_order(v2_front: FrontDoor, tiny_model: TinyModel) -> None:
+    answer = httpx.post(v2_url(v2_front), json=_v2_input(), timeout=60)
+    assert answer.status_code == 200, answer.text
+    output = answer.json()["outputs"][0]
+    assert output["datatype"] == "FP32" and output["shape"] == [1, 3]
+    assert_rows_close([output["data"]], tiny_model.predict(GOOD))
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (_v2_input(datatype="BYTES", data=["a", "b", "c", "d"]), "BYTES"),
+        (_v2_input(datatype="FP33"), "unknown datatype"),
+        (_v2_input(data=[1.0, 2.0, 3.0]), "holds 4 values"),
+        (_v2_input(shape=[1, -4]), '"shape" must be a list of non-negative integers'),
+        (_v2_input(data="1,2,3,4"), '"data" must be a list'),
+        ({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32"}]}, 'missing "data"'),
+        ({"inputs": []}, "input"),
+        ({"outputs": []}, '"inputs"'),
+        ({}, '"inputs"'),
+        ({"inputs": "x"}, '"inputs" must be a list'),
+        ([1, 2], "object"),
+    ],
+    ids=["bytes-for-numbers", "unknown-datatype", "shape-vs-data", "negative-shape", "data-string", "no-data",
+         "no-inputs", "only-outputs", "empty-object", "inputs-string", "a-list"],
+)
+def test_v2_malformed_tensors_are_400_saying_which(v2_front: FrontDoor, tiny_model: TinyModel, body: Any,
+                                                    said: str) -> None:
+    bad = probe(v2_front, tiny_model, post_v2(v2_front, body))
+    assert bad.status_code == 400
+    assert said in bad.json()["error"], bad.text
+
+
+def test_v2_data_nested_500_deep_is_400(v2_front: FrontDoor, tiny_model: TinyModel) -> None:
+    deep = "[" * 500 + "1" + "]" * 500
+    body = '{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": ' + deep + "}]}"
+    bad = probe(v2_front, tiny_model, post_v2(v2_front, body))
+    assert bad.status_code == 400
+
+
+def test_v2_body_nested_beyond_the_json_parser_s_limit_is_400(v2_front: FrontDoor, tiny_model: TinyModel) -> None:
+    bad = probe(v2_front, tiny_model, post_v2(v2_front, '{"inputs": ' + "[" * 2000 + "]" * 2000 + "}"))
+    assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("content", [b'{"inputs": [', b"\xff\xfe{}", b""], ids=["truncated", "not-utf8", "empty"])
+def test_v2_body_that_is_not_json_is_400(v2_front: FrontDoor, tiny_model: TinyModel, content: bytes) -> None:
+    bad = probe(v2_front, tiny_model, post_v2(v2_front, content))
+    assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+def test_v2_content_type_other_than_json_is_415(v2_front: FrontDoor, tiny_model: TinyModel,
+                                                content_type: str) -> None:
+    bad = probe(v2_front, tiny_model, post_v2(v2_front, _v2_input(), content_type))
+    assert bad.status_code == 415
+    assert "application/json" in bad.json()["error"], bad.text
+
+
+def test_v2_64_mb_body_is_413_naming_the_limit(v2_front: FrontDoor, tiny_model: TinyModel) -> None:
+    count = 64 * 2**20 // 5
+    data = ",".join(["0.5"] * count)
+    body = f'{{"inputs": [{{"name": "input-0", "shape": [{count}], "datatype": "FP32", "data": [{data}]}}]}}'
+    bad = probe(v2_front, tiny_model, post_v2(v2_front, body))
+    assert bad.status_code == 413
+    assert str(v2_front.max_request_size) in bad.json()["error"] and "max_request_size" in bad.json()["error"]

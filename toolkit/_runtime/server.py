@@ -32,11 +32,13 @@ from kserve.errors import ModelNotFound, ModelNotReady
 from kserve.protocol.rest.server import RESTServer
 
 from .._front_door import (
+    V2_FORM,
     KeepAliveOnError,
     Refused,
     answer_without_traceback,
     check_content_type,
     check_envelope,
+    check_v2_envelope,
     post_only,
     read_body,
 )
@@ -88,13 +90,6 @@ class RuntimeModel(Model):
         return _decoded(answer)
 
 
-def _json_or_400(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise Refused(400, f"the body is not valid JSON ({exc}): send {{\"inputs\": [...]}}") from exc
-
-
 def _decoded(answer: Answer) -> Any:
     try:
         return json.loads(answer.body)
@@ -134,9 +129,11 @@ class RuntimeRESTServer(RESTServer):
         headers = dict(request.headers)
         content_type = media_type(headers.get("content-type"))
         body: Any
-        if v2:
-            body = raw if _BINARY_V2 in headers else _json_or_400(raw)
-            content_type = "application/octet-stream" if _BINARY_V2 in headers else "application/json"
+        if v2 and _BINARY_V2 in headers:  # tritonclient's binary extension: the handler splits header and tensors
+            body, content_type = raw, "application/octet-stream"
+        elif v2:
+            check_content_type(headers.get("content-type"), V2_FORM)
+            body, content_type = check_v2_envelope(raw), "application/json"
         else:
             check_content_type(headers.get("content-type"))
             check_envelope(raw)
