@@ -28,9 +28,12 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_wheel_contents(dists: dict[str, Path]) -> None:
     names = zipfile.ZipFile(dists["wheel"]).namelist()
     handlers = sorted(p.name for p in (REPO / "handlers").glob("*.py"))
-    templates = sorted(p.name for p in (REPO / "templates").iterdir() if p.is_file())
+    # templates/ has subfolders (templates/image/): compare paths relative to it
+    templates = sorted(p.relative_to(REPO / "templates").as_posix() for p in (REPO / "templates").rglob("*")
+                       if p.is_file() and "__pycache__" not in p.parts)
     assert sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("toolkit/_bundled/handlers/")) == handlers
-    assert sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("toolkit/_bundled/templates/")) == templates
+    assert sorted(n.removeprefix("toolkit/_bundled/templates/") for n in names
+                  if n.startswith("toolkit/_bundled/templates/")) == templates
     assert "toolkit/_cli/__init__.py" in names
     stray = [n for n in names if "__pycache__" in n or n.startswith(("tests/", "samples/", "handlers/"))
              or n.endswith((".pyc", ".mar", ".safetensors"))]

@@ -23,7 +23,7 @@ from ._output import exit_with
 _COMMANDS = {
     "init": "build", "build": "build", "inspect": "layout", "check": "layout",
     "serve": "serve", "predict": "predict", "stage": "stage", "render": "render",
-    "deploy": "deploy", "status": "deploy", "delete": "deploy",
+    "deploy": "deploy", "status": "deploy", "delete": "deploy", "image": "image",
 }
 
 
