@@ -23,21 +23,19 @@ Only the stable ``ts`` context API is used, so the same code runs on TorchServe 
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import json
 import logging
-import sys
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 import torch
 
-from . import v2
+from . import metrics, v2
 from .cpus import torch_threads
+from .loading import defined_subclass, import_file  # noqa: F401 - entry.py and torch_model.py take them from here
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +48,15 @@ _MAX_PHRASE = 200
 class InvalidRequest(Exception):
     """A request this handler cannot serve: answered ``status`` (400 unless given; any 4xx or 5xx) with
     ``{"error": message}``, while the other requests of its batch are served. Raises ValueError for another status.
+    ``reason`` is the label it is counted under (``mar_build_bad_requests_total``); None: where it was raised says.
     """
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, reason: str | None = None) -> None:
         if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
             raise ValueError(f"an InvalidRequest answers a 4xx or 5xx status, not {status!r}")
         super().__init__(message)
         self.status = status
+        self.reason = reason
 
 
 class BadInstance(InvalidRequest):
@@ -82,34 +82,6 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ValueError(f"{path} must hold a JSON object")
     return config
-
-
-def import_file(path: Path, name: str) -> ModuleType:
-    """Import the Python file ``path`` as module ``name``: by path, so nothing else on sys.path stands in for it."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
-def defined_subclass(module: ModuleType, parent: type, what: str, hint: str = "") -> type:
-    """The one subclass of ``parent`` that ``module`` itself defines; raise ValueError for none or several."""
-    found = [
-        cls
-        for _, cls in inspect.getmembers(module, inspect.isclass)
-        if issubclass(cls, parent) and cls is not parent and cls.__module__ == module.__name__
-    ]
-    if len(found) != 1:
-        names = ", ".join(cls.__name__ for cls in found) or "none"
-        raise ValueError(f"{module.__file__} must define exactly one {what} subclass (found: {names}){hint}")
-    return found[0]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -155,6 +127,7 @@ class BaseHandler(Generic[Item, Outputs]):
         self.max_internal_batch = DEFAULT_MAX_INTERNAL_BATCH
         self.model_name = ""
         self.model_version: str | None = None
+        self.metrics = metrics.Recorder(None, "", None)
 
     # ---- hooks ---------------------------------------------------------------------------------------------
     def load(self, model_path: Path | None) -> None:
@@ -232,6 +205,7 @@ class BaseHandler(Generic[Item, Outputs]):
         name = getattr(context, "model_name", None) or manifest.get("modelName") or self.config.get("name")
         self.model_name = str(name or "")
         self.model_version = manifest.get("modelVersion") or self.config.get("version")
+        self.metrics = metrics.Recorder(context, self.model_name, self.model_version)
         model = self.config.get("model")
         self.load(self.model_dir / model if model else None)
         self.initialized = True
@@ -243,18 +217,20 @@ class BaseHandler(Generic[Item, Outputs]):
         """One TorchServe batch -> one answer per request, in order; per-request statuses via the context."""
         answers: list[Any] = [None] * len(data)
         passes: dict[bool, list[_Request]] = {False: [], True: []}
+        tally = metrics.Tally(self.metrics, len(data))
         for idx, row in enumerate(data):
             try:
                 request = self._parse(idx, row, context)
             except InvalidRequest as exc:
-                answers[idx] = _fail(context, idx, exc.status, str(exc))
+                answers[idx] = _fail(context, idx, exc.status, str(exc), tally, exc.reason)
                 continue
             except Exception as exc:
                 # A bug in a preprocessing hook: this request fails loudly, the rest of the batch is still served.
                 logger.exception("preprocessing request %d failed", idx)
-                answers[idx] = _fail(context, idx, 500, f"{type(exc).__name__}: {exc}")
+                answers[idx] = _fail(context, idx, 500, f"{type(exc).__name__}: {exc}", tally)
                 continue
             passes[request.explain].append(request)
+        tally.preprocessed([len(r.items) for p in passes.values() for r in p])
         # One line per server-side batch: how TorchServe really batched (batchSize is only an upper bound).
         logger.info(
             "batch of %d request(s): %d valid, %d instance(s)",
@@ -264,11 +240,12 @@ class BaseHandler(Generic[Item, Outputs]):
         )
         for explain, requests in passes.items():
             if requests:
-                self._serve(requests, explain, answers, context)
+                self._serve(requests, explain, answers, context, tally)
         for idx, answer in enumerate(answers):
             if not isinstance(answer, (bytes, bytearray)):
                 # Without it TorchServe sends no Content-Type at all, and raw /predictions callers guess.
                 context.set_response_content_type(idx, "application/json")
+        tally.answered()
         return answers
 
     # ---- envelope ------------------------------------------------------------------------------------------
@@ -278,66 +255,81 @@ class BaseHandler(Generic[Item, Outputs]):
         if isinstance(body, dict) and "instances" in body:
             instances = body["instances"]
             if not isinstance(instances, list):
-                raise InvalidRequest(f'"instances" must be a list, got {type(instances).__name__}')
+                raise InvalidRequest(f'"instances" must be a list, got {type(instances).__name__}', reason="envelope")
             if not instances:
-                raise InvalidRequest('"instances" is empty')
+                raise InvalidRequest('"instances" is empty', reason="envelope")
             items = self._items(instances)
-            self.check_request(items)
+            self._check_request(items)
             return _Request(idx, items, "v1", explain)
         try:
             length = v2.header_length(_header(context, idx, v2.BINARY_HEADER)) if _is_bytes(body) else None
             request = v2.read(body, length)
         except v2.BadTensor as exc:
-            raise InvalidRequest(str(exc)) from exc
+            raise InvalidRequest(str(exc), reason="v2") from exc
         if request is not None:
             return _Request(idx, self._v2_items(request), "v2", explain, request)
-        items = [self.preprocess_instance(body)]
-        self.check_request(items)
+        items = self._items([body], numbered=False)
+        self._check_request(items)
         return _Request(idx, items, "raw", explain)
 
-    def _items(self, instances: list[Any]) -> list[Any]:
+    def _check_request(self, items: list[Any]) -> None:
+        try:
+            self.check_request(items)
+        except InvalidRequest as exc:
+            exc.reason = exc.reason or "request"
+            raise
+
+    def _items(self, instances: list[Any], numbered: bool = True) -> list[Any]:
         items = []
         for number, instance in enumerate(instances):
             try:
                 items.append(self.preprocess_instance(instance))
             except InvalidRequest as exc:
-                raise InvalidRequest(f"instance {number}: {exc}", exc.status) from exc
+                if not numbered:  # a raw call's one body
+                    exc.reason = exc.reason or "instance"
+                    raise
+                raise InvalidRequest(f"instance {number}: {exc}", exc.status, exc.reason or "instance") from exc
         return items
 
     def _v2_items(self, request: v2.Request) -> list[Any]:
         if len(request.inputs) != 1:
             names = ", ".join(repr(tensor.name) for tensor in request.inputs)
-            raise InvalidRequest(f"expected one input, got {len(request.inputs) or 'none'}" + (names and f": {names}"))
+            raise InvalidRequest(f"expected one input, got {len(request.inputs) or 'none'}" + (names and f": {names}"),
+                                 reason="v2")
         unknown = [name for name in request.outputs or [] if name != self.v2_output_name]
         if unknown:
-            raise InvalidRequest(f"unknown output {unknown[0]!r}; this model answers {self.v2_output_name!r}")
+            raise InvalidRequest(f"unknown output {unknown[0]!r}; this model answers {self.v2_output_name!r}",
+                                 reason="v2")
         tensor = request.inputs[0]
         try:
             items = self.v2_items(tensor)
         except v2.BadTensor as exc:
-            raise InvalidRequest(f"{tensor.where()}: {exc}") from exc
+            raise InvalidRequest(f"{tensor.where()}: {exc}", reason="v2") from exc
         except InvalidRequest as exc:
-            raise InvalidRequest(f"{tensor.where()}: {exc}", exc.status) from exc
-        self.check_request(items)
+            raise InvalidRequest(f"{tensor.where()}: {exc}", exc.status, exc.reason or "v2") from exc
+        self._check_request(items)
         return items
 
-    def _serve(self, requests: list[_Request], explain: bool, answers: list[Any], context: Any) -> None:
+    def _serve(
+        self, requests: list[_Request], explain: bool, answers: list[Any], context: Any, tally: metrics.Tally
+    ) -> None:
         items = [item for request in requests for item in request.items]
         owners = [request.idx for request in requests for _ in request.items]
         passes: dict[Any, list[int]] = {}
         for index, item in enumerate(items):
             passes.setdefault(self.pass_key(item), []).append(index)
         results: list[Any] = [None] * len(items)
-        errors: dict[int, tuple[int, str]] = {}
+        errors: dict[int, tuple[int, str, str | None]] = {}
         for indices in passes.values():
+            error: tuple[int, str, str | None]
             try:
                 outputs = self._run([items[i] for i in indices], explain)
             except InvalidRequest as exc:
-                error = (exc.status, str(exc))
+                error = (exc.status, str(exc), exc.reason or "pass")
             except Exception as exc:
                 # A bug or a model failure: the requests of this pass fail loudly, with the message and a traceback.
                 logger.exception("forward pass over %d instances failed", len(indices))
-                error = (500, f"{type(exc).__name__}: {exc}")
+                error = (500, f"{type(exc).__name__}: {exc}", None)
             else:
                 for n, index in enumerate(indices):
                     results[index] = outputs[n]
@@ -350,13 +342,14 @@ class BaseHandler(Generic[Item, Outputs]):
             mine = results[start : start + len(request.items)]
             start += len(request.items)
             if request.idx in errors:
-                answers[request.idx] = _fail(context, request.idx, *errors[request.idx])
+                status, message, reason = errors[request.idx]
+                answers[request.idx] = _fail(context, request.idx, status, message, tally, reason)
                 continue
             try:
                 answers[request.idx] = _encode(self._answer(request, mine, key))
             except (TypeError, ValueError) as exc:
                 logger.exception("answer %d is not JSON", request.idx)
-                answers[request.idx] = _fail(context, request.idx, 500, f"the answer is not JSON: {exc}")
+                answers[request.idx] = _fail(context, request.idx, 500, f"the answer is not JSON: {exc}", tally)
 
     def _answer(self, request: _Request, results: list[Any], key: str) -> Any:
         if request.v2 is not None:
@@ -371,7 +364,17 @@ class BaseHandler(Generic[Item, Outputs]):
         with torch.inference_mode():
             for start in range(0, len(items), step):
                 chunk = items[start : start + step]
-                results.extend(self.explain(chunk) if explain else self.postprocess(self.inference(chunk)))
+                self.metrics.record(metrics.FORWARD_BATCH_SIZE, len(chunk))
+                began = time.perf_counter()
+                if explain:
+                    results.extend(self.explain(chunk))
+                    self.metrics.record(metrics.INFERENCE_SECONDS, time.perf_counter() - began)
+                    continue
+                outputs = self.inference(chunk)
+                ran = time.perf_counter()
+                self.metrics.record(metrics.INFERENCE_SECONDS, ran - began)
+                results.extend(self.postprocess(outputs))
+                self.metrics.record(metrics.POSTPROCESS_SECONDS, time.perf_counter() - ran)
         if len(results) != len(items):
             raise RuntimeError(f"{type(self).__name__} returned {len(results)} results for {len(items)} instances")
         return results
@@ -387,7 +390,8 @@ def _body(idx: int, row: dict[str, Any], context: Any) -> Any:
         if len(row) != 1:
             # e.g. curl -d, whose form encoding TorchServe parses into fields
             raise InvalidRequest(
-                "the request has no body; send it as application/json, text/plain or application/octet-stream"
+                "the request has no body; send it as application/json, text/plain or application/octet-stream",
+                reason="body",
             )
         name = next(iter(row))
     body = row[name]
@@ -396,7 +400,7 @@ def _body(idx: int, row: dict[str, Any], context: Any) -> Any:
         try:
             return json.loads(bytes(body))
         except ValueError as exc:
-            raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+            raise InvalidRequest(f"the request body is not valid JSON: {exc}", reason="body") from exc
     return body
 
 
@@ -424,7 +428,11 @@ def _encode(answer: Any) -> Any:
     return json.dumps(answer, separators=(",", ":"), ensure_ascii=False)
 
 
-def _fail(context: Any, idx: int, status: int, message: str) -> Any:
+def _fail(
+    context: Any, idx: int, status: int, message: str, tally: metrics.Tally | None = None, reason: str | None = None
+) -> Any:
+    if tally is not None:
+        tally.refused(idx, status, reason)
     phrase = " ".join(message.split()).encode("ascii", "replace").decode("ascii")[:_MAX_PHRASE]
     context.set_response_status(code=status, phrase=phrase, idx=idx)
     return _encode({"error": message})

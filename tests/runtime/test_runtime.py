@@ -78,8 +78,11 @@ def test_concurrent_requests_form_batches_and_a_bad_one_fails_alone(served: Serv
     assert max(sizes) > 1, f"every request ran in a batch of its own: {sizes}"
     assert max(sizes) <= 8, sizes
     metrics = httpx.get(p.metrics_url).text
-    assert 'ts_inference_requests_total{model_name="linear",model_version="1.0",status="400"}' in metrics
-    assert "mar_build_batch_size_bucket" in metrics
+    # the handler's own counters (toolkit/_metrics/names.py): by status, and the bad one by reason
+    assert re.search(r'^mar_build_requests_total\{.*model_name="linear",model_version="1\.0",status="400"\} 1\.0$',
+                     metrics, re.MULTILINE), metrics
+    assert re.search(r'^mar_build_bad_requests_total\{.*reason="instance"\} 1\.0$', metrics, re.MULTILINE), metrics
+    assert "mar_build_batch_requests_bucket" in metrics
 
 
 def test_no_java_in_the_process_tree(served: Served) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._layout import THREADS_ENV, TS_DEFAULT_MAX_REQUEST, read_layout
+from .._metrics import declare_layout_metrics
 
 # kserve.model_server parses sys.argv at import: give it only what we mean (the /docs page on), never our options.
 _argv, sys.argv = sys.argv, [sys.argv[0], "--enable_docs_url", "true"]
@@ -100,6 +101,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     info = read_layout(args.layout)
+    declare_layout_metrics(info.properties, info.path)
     names = list(dict.fromkeys(e.name for e in info.entries))
     if not names:
         raise SystemExit(f"{info.config_path}: model_snapshot lists no models")

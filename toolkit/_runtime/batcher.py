@@ -21,8 +21,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from prometheus_client import Counter, Histogram
-
+from .._metrics import runtime_metrics
 from .envelope import run_enveloped
 from .handling import Answer, Request, run_batch
 from .loader import LoadedModel
@@ -30,17 +29,10 @@ from .loader import LoadedModel
 log = logging.getLogger("toolkit.runtime")
 
 DEFAULT_QUEUE = 100
+# TorchServe labels its per-model counters with the version the URL named, "default" where it named none (as
+# /v1/models/M:predict does); the handler's own metrics carry the archive's version.
+URL_VERSION = "default"
 
-REQUESTS = Counter("ts_inference_requests_total", "Inference requests answered, by model and status",
-                   ["model_name", "model_version", "status"])
-LATENCY = Counter("ts_inference_latency_microseconds", "Time from a request's arrival to its answer",
-                  ["model_name", "model_version"])
-QUEUE_LATENCY = Counter("ts_queue_latency_microseconds", "Time requests waited for the model",
-                        ["model_name", "model_version"])
-BATCH_SIZE = Histogram("mar_build_batch_size", "Requests per batch the handler ran", ["model_name"],
-                       buckets=(1, 2, 4, 8, 16, 32, 64, 128))
-REQUEST_SECONDS = Histogram("mar_build_request_latency_seconds", "Request latency in the runtime, seconds",
-                            ["model_name"])
 
 
 class Batcher:
@@ -49,7 +41,8 @@ class Batcher:
     def __init__(self, model: LoadedModel, queue_size: int = DEFAULT_QUEUE) -> None:
         self.model = model
         self.queue_size = queue_size
-        self.batches: list[int] = []  # the size of every batch run, for tests and /metrics
+        self.batches: list[int] = []  # the size of every batch run, for tests
+        self._metrics = runtime_metrics()  # TorchServe's names; the handler reports its own through its context
         self._pending: collections.deque[tuple[Request, asyncio.Future[Answer], float]] = collections.deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -79,11 +72,8 @@ class Batcher:
         return self._count(answer, started)
 
     def _count(self, answer: Answer, started: float) -> Answer:
-        seconds = time.monotonic() - started
-        name, version = self.model.name, self.model.version
-        REQUESTS.labels(name, version, str(answer.status)).inc()
-        LATENCY.labels(name, version).inc(seconds * 1e6)
-        REQUEST_SECONDS.labels(name).observe(seconds)
+        # As TorchServe counts ts_inference_requests_total and _latency_microseconds: every request, any status.
+        self._metrics.answered(self.model.name, URL_VERSION, time.monotonic() - started)
         return answer
 
     def _take(self) -> list[tuple[Request, asyncio.Future[Answer], float]]:
@@ -110,9 +100,8 @@ class Batcher:
                     continue
                 now = time.monotonic()
                 for _, _, started in batch:
-                    QUEUE_LATENCY.labels(self.model.name, self.model.version).inc((now - started) * 1e6)
+                    self._metrics.queued(self.model.name, URL_VERSION, now - started)
                 self.batches.append(len(batch))
-                BATCH_SIZE.labels(self.model.name).observe(len(batch))
                 requests = [request for request, _, _ in batch]
                 try:
                     runner = run_enveloped if self.model.envelope else run_batch

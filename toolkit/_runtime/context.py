@@ -4,15 +4,17 @@ The API follows pytorch/serve ``ts/context.py`` (0.9.0 and 0.12.0 alike): ``mani
 (model_dir, gpu_id, batch_size, server_name, server_version, limit_max_image_pixels), ``model_name``,
 ``model_yaml_config``, per-request ``get_request_header``/``get_all_request_header``/``get_request_id``, and
 per-request answers ``set_response_status(code, phrase, idx)``, ``set_response_content_type``, response headers.
-``metrics`` takes the calls handlers make on TorchServe's metrics cache (``add_time``, ``add_counter``,
-``add_metric``...) and counts them: their values reach no backend (TorchServe logs them for its frontend).
+``metrics`` takes the calls handlers make on TorchServe's metrics cache (``get_metric``, ``add_metric_to_cache``,
+``add_counter``, ``add_time``...) into the runtime's Prometheus registry, under the names and labels TorchServe's
+frontend exports for a declared metric (toolkit/_metrics), so both runtimes' /metrics read the same.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from typing import Any
+
+from .._metrics import handler_metrics
 
 SERVER_NAME = "MMS"  # what TorchServe's own context reports; handlers written for it may compare
 SERVER_VERSION = "mar-build-python"
@@ -53,40 +55,6 @@ class RequestProcessor:
         return self._request_header
 
 
-class _Metric:
-    """What ``metrics.add_metric``/``get_metric`` hand back; updating it only counts."""
-
-    def __init__(self, cache: Metrics, name: str) -> None:
-        self._cache = cache
-        self.name = name
-
-    def add_or_update(self, value: float = 1, dimension_values: Any = None, request_id: Any = None) -> None:
-        self._cache.counts[self.name] += 1
-
-    update = add_or_update
-
-
-class Metrics:
-    """Stands in for TorchServe's metrics cache (ts/metrics/metric_cache_abstract.py): every call is accepted,
-    and ``counts`` says how often each metric name was reported."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.request_ids: Any = None
-
-    def _count(self, name: str, *args: Any, **kwargs: Any) -> _Metric:
-        self.counts[name] += 1
-        return _Metric(self, name)
-
-    add_time = add_size = add_percent = add_counter = add_error = add_metric = add_metric_to_cache = _count
-
-    def get_metric(self, metric_name: str, metric_type: Any = None) -> _Metric:
-        return _Metric(self, metric_name)
-
-    def set_request_ids(self, request_ids: Any) -> None:
-        self.request_ids = request_ids
-
-
 class Context:
     """A handler's context: fixed at load (manifest, properties), per batch the requests' headers and answers."""
 
@@ -102,7 +70,7 @@ class Context:
         }
         self.request_ids: dict[int, str] | None = None
         self.request_processor: list[RequestProcessor] = []
-        self.metrics = Metrics()
+        self.metrics = handler_metrics(model_name)
         self.model_yaml_config = model_yaml_config or {}
         self.stopping_criteria = None
         self.header_key_sequence_id = os.getenv("TS_REQUEST_SEQUENCE_ID", "ts_request_sequence_id")

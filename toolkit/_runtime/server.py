@@ -43,6 +43,7 @@ from .._front_door import (
     read_body,
 )
 from .._layout import TS_DEFAULT_MAX_REQUEST
+from .._metrics import runtime_middleware, serve_metrics_port
 from .batcher import Batcher
 from .handling import Answer, media_type
 from .handling import Request as HandlerRequest
@@ -107,10 +108,13 @@ class RuntimeRESTServer(RESTServer):
         super().__init__(*args, **kwargs)
         # kserve 0.21 hard-codes host="0.0.0.0"; a local runtime listens on loopback unless asked otherwise.
         self.config.host = RuntimeRESTServer.host
+        # /metrics is served here; MAR_BUILD_METRICS_PORT gives them a port of their own too, as TorchServe has.
+        serve_metrics_port(RuntimeRESTServer.host)
 
     def _add_middlewares(self, app: FastAPI) -> None:
         super()._add_middlewares(app)
         app.add_middleware(KeepAliveOnError)  # an unexpected error must not cost the client its connection
+        app.add_middleware(runtime_middleware())  # Requests2XX/4XX/5XX, as TorchServe counts every response
 
     def _model(self, name: str) -> RuntimeModel:
         model = self.dataplane.model_registry.get_model(name)

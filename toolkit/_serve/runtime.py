@@ -19,7 +19,9 @@ from typing import Any
 from .._diagnose import plain_tail
 from .._events import OnEvent
 from .._layout import Layout
+from .._metrics import METRICS_PORT_ENV
 from .._runtime import MODULE
+from .config import url_host
 from .events import ServeEvent
 from .processes import wrapper_env
 from .readiness import Startup, wait_models, wait_wrapper
@@ -32,14 +34,15 @@ LOG = "runtime.log"
 
 class RuntimePredictor(Running):
     """A running python runtime: the same API as LocalPredictor (``url``, ``models``, ``predict_url``, ``stop``,
-    ``wait``, a context manager); ``metrics_url`` is the runtime's own ``/metrics``, ``log_path`` its log."""
+    ``wait``, a context manager); ``metrics_url`` is the runtime's own ``/metrics`` (on its HTTP port, or on the
+    metrics port when one was given), ``log_path`` its log."""
 
     runtime = "python"
 
     def __init__(self, *, url: str, models: list[str], layout: Path, run: RunFolder,
                  process: subprocess.Popen[bytes], cleanup: list[Path], ports: dict[str, int | None],
-                 threads: ThreadBudget) -> None:
-        self.metrics_url = f"{url}/metrics"
+                 threads: ThreadBudget, metrics_url: str | None = None) -> None:
+        self.metrics_url = metrics_url or f"{url}/metrics"
         self._process = process
         watched = [Watched("the python runtime", "python runtime", process, lambda: plain_tail(self.log_path))]
         super().__init__(url=url, models=models, layout=layout, run=run, cleanup=cleanup, ports=ports,
@@ -83,15 +86,18 @@ def runtime_env(run: RunFolder, extra: dict[str, str]) -> dict[str, str]:
 def serve_python(
     info: Layout, run: RunFolder, *, host: str, port: int, url: str, budget: ThreadBudget, startup_timeout: float,
     versions: dict[str, str | None], cleanup: list[Path], processes: list[tuple[str, subprocess.Popen[bytes]]],
-    emit: OnEvent[ServeEvent],
+    emit: OnEvent[ServeEvent], metrics_port: int | None = None,
 ) -> RuntimePredictor:
-    """Start the python runtime on a checked layout and return once every model answers ready."""
+    """Start the python runtime on a checked layout and return once every model answers ready; ``metrics_port``
+    gives its metrics a listener of their own (MAR_BUILD_METRICS_PORT), as TorchServe has one."""
     startup = Startup(run, time.monotonic(), startup_timeout)
-    process = start_runtime(info.path, run, host, port, runtime_env(run, budget.env()))
+    extra = budget.env() | ({METRICS_PORT_ENV: str(metrics_port)} if metrics_port is not None else {})
+    process = start_runtime(info.path, run, host, port, runtime_env(run, extra))
     processes.append(("python runtime", process))
     wait_wrapper(process, url, startup, log_name=LOG, what="the python runtime")
     emit(ServeEvent("runtime-started", f"python runtime listening on {url}", details={"url": url}))
     names = info.model_names()
     wait_models(names, versions, url, [("the python runtime", process, LOG)], startup, emit)
+    metrics_url = None if metrics_port is None else f"http://{url_host(host)}:{metrics_port}/metrics"
     return RuntimePredictor(url=url, models=names, layout=info.path, run=run, process=process, cleanup=cleanup,
-                            ports={"http": port}, threads=budget)
+                            ports={"http": port, "metrics": metrics_port}, threads=budget, metrics_url=metrics_url)
