@@ -570,7 +570,8 @@ class StandInApiServer:
         if denied := self._forbidden("get", "pods/log", "", namespace, pod_name):
             return denied
         container = (rec.query.get("container") or [""])[0]
-        previous = (rec.query.get("previous") or ["false"])[0] == "true"
+        # the API server parses booleans as Go's strconv.ParseBool: kubernetes 30's client sends "True"
+        previous = (rec.query.get("previous") or ["false"])[0] in ("1", "t", "T", "true", "True", "TRUE")
         text = self._current().logs.get((pod_name, container, previous))
         if text is None:
             message = (

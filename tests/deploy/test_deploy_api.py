@@ -354,7 +354,8 @@ def test_crash_looping_kserve_container_with_wrong_storage_uri_level(
     assert "--ts-config file not found: /mnt/models/config/config.properties" in text
     # The previous run's log was asked for, as `kubectl logs --previous` would.
     logs = standin.calls("GET", f"pods/{POD}/log")
-    assert any(r.query.get("previous") == ["true"] and r.query["container"] == ["kserve-container"] for r in logs)
+    assert any(r.query.get("previous", [""])[0].lower() == "true" and r.query["container"] == ["kserve-container"]
+               for r in logs)
     assert "config/config.properties and model-store/" in err.hint
     assert "s3://models/bert/model-store" in err.hint
 

@@ -167,7 +167,10 @@ def test_deploy_usage_errors(kubeconfig: Path, tmp_path: Path):
     assert result.exit_code == 2 and "--name, --storage-uri, --predictor-timeout" in result.stderr
     assert "apply to a LAYOUT" in result.stderr
     result = run("deploy", str(manifest), "--runtime", "python", "--kubeconfig", str(kubeconfig))
-    assert result.exit_code == 2 and "--runtime, --image and --serving-runtime apply to a LAYOUT" in result.stderr
+    assert result.exit_code == 2
+    assert "--runtime, --runtime-version, --image and --serving-runtime apply to a LAYOUT" in result.stderr
+    result = run("deploy", str(manifest), "--runtime-version", "0.12.0", "--kubeconfig", str(kubeconfig))
+    assert result.exit_code == 2 and "apply to a LAYOUT" in result.stderr
     result = run("deploy", str(tmp_path), str(manifest), "--kubeconfig", str(kubeconfig))
     assert result.exit_code == 2 and "either one LAYOUT folder or manifest files" in result.stderr
     result = run("deploy", str(manifest), "--kubeconfig", str(tmp_path / "missing"))

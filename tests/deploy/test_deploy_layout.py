@@ -116,3 +116,24 @@ def test_cli_deploy_layout(standin: StandInApiServer, kubeconfig: Path, tmp_path
     assert result.stdout == f"applied; follow it with: mar-build status torchserve -n {NAMESPACE}\n"
     expected = render(layout, name="torchserve", storage_uri="pvc://leeway/bert", namespace=NAMESPACE)
     assert [_sent_isvc(standin)] == expected.all_documents()
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "value"),
+    [
+        (["--runtime-version", "0.12.0"], "runtimeVersion", "0.12.0"),
+        (["--image", "ghcr.io/team/bert-torchserve:1.0"], "image", "ghcr.io/team/bert-torchserve:1.0"),
+    ],
+)
+def test_cli_deploy_layout_passes_the_runtime_version_and_image(
+    standin: StandInApiServer, kubeconfig: Path, tmp_path: Path, args: list[str], field: str, value: str
+):
+    layout = make_layout(tmp_path / "layout")
+    result = CliRunner().invoke(
+        cli, ["deploy", str(layout), "--name", "torchserve", "--storage-uri", "pvc://leeway/bert",
+              "--kubeconfig", str(kubeconfig), "--no-wait", *args],
+        env={"KUBECONFIG": None},
+    )
+    assert result.exit_code == 0, result.output
+    model = _sent_isvc(standin)["spec"]["predictor"]["model"]
+    assert model[field] == value and "runtime" not in model  # KServe's own kserve-torchserve runs it

@@ -24,6 +24,7 @@ CRDS = {
     "ClusterServingRuntime": ("kserve/serving.kserve.io_servingruntimes.yaml", "v1alpha1"),
     "PodMonitor": ("prometheus-operator/monitoring.coreos.com_podmonitors.yaml", "v1"),
     "ServiceMonitor": ("prometheus-operator/monitoring.coreos.com_servicemonitors.yaml", "v1"),
+    "PrometheusRule": ("prometheus-operator/monitoring.coreos.com_prometheusrules.yaml", "v1"),
 }
 # kubernetes-validate ships schemas for 1.25 .. 1.37: check the core kinds against the oldest and the newest,
 # strict (unknown fields are errors), so a manifest works on every cluster in between.

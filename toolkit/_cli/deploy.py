@@ -30,12 +30,15 @@ def _show_event(event: DeployEvent) -> None:
 @click.option("--predictor-timeout", type=click.IntRange(min=1),
               help="The predictor's request timeout in seconds (when deploying a LAYOUT; see render).")
 @runtime_options(RUNTIMES)
+@click.option("--runtime-version",
+              help="pytorch/torchserve-kfs image tag (when deploying a LAYOUT; see render): the InferenceService's "
+              "runtimeVersion, and the image the preflight checks the layout against.")
 @json_option()
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=2.0, hidden=True)
 def deploy_command(
     sources: tuple[Path, ...], wait: bool, wait_timeout: float, name: str | None, storage_uri: str | None,
-    predictor_timeout: int | None, runtime: str | None, image: str | None, serving_runtime: bool, as_json: bool,
-    poll_interval: float, **cluster: Any,
+    predictor_timeout: int | None, runtime: str | None, image: str | None, serving_runtime: bool,
+    runtime_version: str | None, as_json: bool, poll_interval: float, **cluster: Any,
 ) -> None:
     """Apply MANIFEST files (or render a LAYOUT) and wait until the InferenceService is ready.
 
@@ -44,18 +47,20 @@ def deploy_command(
     mar-build deploy build/bert --name torchserve --storage-uri pvc://leeway/bert
     mar-build deploy build/bert --name bert --storage-uri pvc://leeway/bert \\
         --runtime python --image ghcr.io/team/mar-build-runtime:1.0
+    mar-build deploy build/bert --name bert --storage-uri pvc://leeway/bert --image ghcr.io/team/bert-ts:1.0
     """
     layouts = [s for s in sources if s.is_dir()]
     if layouts and len(sources) > 1:
         raise click.UsageError("give either one LAYOUT folder or manifest files, not both")
     given = {
         "timeout": predictor_timeout, "runtime": runtime, "image": image, "serving_runtime": serving_runtime or None,
+        "runtime_version": runtime_version,
     }
     render_options = {key: value for key, value in given.items() if value is not None}
     if not layouts and (name or storage_uri or render_options):
         raise click.UsageError(
-            "--name, --storage-uri, --predictor-timeout, --runtime, --image and --serving-runtime apply to a LAYOUT; "
-            "a manifest already holds them"
+            "--name, --storage-uri, --predictor-timeout, --runtime, --runtime-version, --image and --serving-runtime "
+            "apply to a LAYOUT; a manifest already holds them"
         )
     result = deploy(
         sources[0] if layouts else list(sources), wait=wait, timeout=wait_timeout, on_event=_show_event,

@@ -10,6 +10,7 @@ import click
 from .._render import (
     ACCESS_MODES,
     DEPLOYMENT_MODES,
+    MONITORS,
     RUNTIMES,
     SCALE_METRICS,
     Manifests,
@@ -39,7 +40,9 @@ def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("-n", "--namespace", help="Kubernetes namespace (Kubeflow: your profile's namespace).")
 @click.option("--protocol", type=click.Choice(["v1", "v2"]), help="KServe protocol version (default v1).")
 @runtime_options(RUNTIMES)
-@click.option("--runtime-version", help="pytorch/torchserve-kfs image tag, e.g. 0.12.0 (0.12.0-gpu with --gpu).")
+@click.option("--runtime-version",
+              help="pytorch/torchserve-kfs image tag, e.g. 0.12.0 (0.12.0-gpu with --gpu); the preflight checks the "
+              "layout against what that image ships.")
 @click.option("--gpu", type=click.IntRange(min=0), help="GPUs (nvidia.com/gpu) per replica.")
 @click.option("--cpu", help="CPU request and limit, e.g. 2 or 500m.")
 @click.option("--memory", help="Memory request and limit, e.g. 2Gi.")
@@ -59,7 +62,16 @@ def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("--label", "labels", multiple=True, callback=_pairs, metavar="KEY=VALUE", help="Label (repeatable).")
 @click.option("--annotation", "annotations", multiple=True, callback=_pairs, metavar="KEY=VALUE",
               help="Annotation (repeatable).")
-@click.option("--prometheus", is_flag=True, help="Add KServe's Prometheus scraping annotation.")
+@click.option("--monitor", type=click.Choice(MONITORS),
+              help="How Prometheus finds the pods: annotations (KServe's scraping annotation), podmonitor or "
+              "servicemonitor (monitoring.coreos.com/v1, for the Prometheus Operator / kube-prometheus-stack).")
+@click.option("--prometheus", is_flag=True, help="Same as --monitor annotations.")
+@click.option("--monitor-release", metavar="RELEASE",
+              help="The release label on the PodMonitor/ServiceMonitor/PrometheusRule: kube-prometheus-stack's "
+              "Helm release name, which its Prometheus selects them by.")
+@click.option("--dashboard", is_flag=True,
+              help="Also render the Grafana dashboard, a ConfigMap labelled grafana_dashboard: \"1\".")
+@click.option("--alerts", is_flag=True, help="Also render the alerting rules, a PrometheusRule.")
 @s3_endpoint_option("S3-compatible endpoint as the pod reaches it, e.g. http://minio-service.kubeflow:9000.")
 @s3_region_option("S3 region, e.g. us-east-1.")
 @click.option("--s3-no-verify-ssl", is_flag=True, help="Do not verify the endpoint's TLS certificate.")
@@ -85,11 +97,16 @@ def render_command(
         --cpu-limit 2 --memory-limit 2Gi -o isvc.yaml
     mar-build render build/bert --name bert --storage-uri pvc://leeway/bert \\
         --runtime python --image ghcr.io/team/mar-build-runtime:1.0 --protocol v2
+    mar-build render build/bert --name bert --storage-uri pvc://leeway/bert -n team \\
+        --monitor podmonitor --monitor-release kube-prometheus-stack --dashboard --alerts
     """
     if s3_secret_file is not None and output is not None and s3_secret_file.resolve() == output.resolve():
         raise click.UsageError("--s3-secret-file must be another file than -o: keys never go into the manifests")
     if options["pvc_storage_class"] is not None and options["pvc_size"] is None:
         raise click.UsageError("--pvc-storage-class needs --pvc-size")
+    if options["prometheus"] and options["monitor"] not in (None, "annotations"):
+        raise click.UsageError(
+            f"--prometheus means --monitor annotations; it contradicts --monitor {options['monitor']}")
     manifests = render(layout, **_render_arguments(options, keys_from_env=s3_secret_file is not None))
     # render keeps a Secret apart only when it holds keys, which it only reads for --s3-secret-file.
     if manifests.secret is not None and s3_secret_file is not None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._errors import DeployError
-from .._kube import APPLY_PATCH, FIELD_MANAGER, KSERVE_GROUP, ApiFailure, Cluster, Request
+from .._kube import KSERVE_GROUP, ApiFailure, Cluster, Request
 
 SERVING_RUNTIME_VERSION = "v1alpha1"
 SERVING_RUNTIME_API_VERSION = f"{KSERVE_GROUP}/{SERVING_RUNTIME_VERSION}"
@@ -22,18 +22,11 @@ SERVING_RUNTIME_PLURAL = "servingruntimes"
 def apply_serving_runtime(cluster: Cluster, doc: Mapping[str, Any], namespace: str) -> tuple[dict[str, Any], bool]:
     """Server-side apply of one ServingRuntime; (the object as stored, True if it was created). DeployError when
     the cluster's KServe has no ServingRuntime type, or any API error as ``Cluster.call`` says it."""
-    # A Cluster exists, so connect() has imported the kubernetes package already.
-    from kubernetes import client
-
-    api = client.CustomObjectsApi(cluster.api_client)
     name = str(doc["metadata"]["name"])
     request = Request("patch", f"{SERVING_RUNTIME_PLURAL}.{KSERVE_GROUP}", namespace, name)
+    path = f"/apis/{KSERVE_GROUP}/{SERVING_RUNTIME_VERSION}/namespaces/{namespace}/{SERVING_RUNTIME_PLURAL}/{name}"
     try:
-        resp = cluster.call(
-            request, api.patch_namespaced_custom_object, KSERVE_GROUP, SERVING_RUNTIME_VERSION, namespace,
-            SERVING_RUNTIME_PLURAL, name, dict(doc), field_manager=FIELD_MANAGER, force=True,
-            _content_type=APPLY_PATCH, _preload_content=False,
-        )
+        resp = cluster.call(request, cluster.server_side_apply, path, doc)
     except ApiFailure as exc:
         # An unknown custom resource type answers 404 without a hint (a missing namespace gets one from call).
         if exc.status == 404 and exc.hint is None:

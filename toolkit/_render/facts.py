@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import LayoutError
-from .._layout import Layout, SnapshotEntry, read_archive, read_layout
-from .._spec import KServeSettings, parse_kserve_settings
+from .._layout import Layout, SnapshotEntry, check, read_archive, read_layout
+from .._spec import KServeSettings, Runtime, parse_kserve_settings
 
 log = logging.getLogger("toolkit.render")
 
@@ -92,3 +92,13 @@ def _settings_from_build_info(raw: dict[str, Any], mar: Path) -> KServeSettings:
         # An archive from a newer mar-build: use what this version knows rather than refuse to render.
         log.warning("%s: ignoring KServe settings this mar-build does not know: %s", mar.name, ", ".join(unknown))
     return parse_kserve_settings({k: v for k, v in raw.items() if k in known}, source=mar)
+
+
+def preflight(path: str | Path, runtime: Runtime, runtime_version: str | None, *, custom_image: bool = False) -> None:
+    """Run `check` on the layout for the runtime (and the pytorch/torchserve-kfs tag) that will serve it, and log
+    each finding with its fix: render still writes the manifests, the user sees what the pod would trip over."""
+    # An image of the user's own (--image) is not in the table of what the stock images ship: its rules are off.
+    report = check(path, runtime=runtime, runtime_version=runtime_version, pod=not custom_image)
+    for problem in report.problems:
+        where = f" for runtime version {runtime_version}" if runtime_version else ""
+        logging.getLogger("toolkit.render.preflight").warning("preflight%s: %s", where, problem)

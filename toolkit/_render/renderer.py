@@ -39,8 +39,9 @@ from .checks import (
     string_map,
     whole,
 )
-from .facts import LayoutFacts, read_layout_facts
+from .facts import LayoutFacts, preflight, read_layout_facts
 from .manifests import Manifests, check_written, endpoint, parse_documents
+from .monitoring import MonitorRequest, monitoring_texts
 from .pvc import PvcRequest, render_pvc
 from .resources import ordered, resolve_resources
 from .runtimes import RuntimeChoice, choose_runtime
@@ -97,6 +98,10 @@ def render(
     runtime: str | None = None,
     image: str | None = None,
     serving_runtime: bool = False,
+    monitor: str | None = None,
+    monitor_release: str | None = None,
+    dashboard: bool = False,
+    alerts: bool = False,
 ) -> Manifests:
     """Render the manifests that serve ``layout`` (a folder with config/ and model-store/) from ``storage_uri``.
 
@@ -126,11 +131,21 @@ def render(
     that render brings (``pytorch/torchserve-kfs:RUNTIME_VERSION``, default 0.9.0, ``-gpu`` with a GPU; ``image``
     replaces it). "python" is mar-build's own runtime: a namespaced ServingRuntime running ``image`` (required) and
     an InferenceService that selects it; the pytorch/torchserve-kfs ``runtime_version`` does not apply to it. The
-    ServingRuntime comes before the InferenceService in ``documents``.
+    ServingRuntime comes before the InferenceService in ``documents``. For KServe's own TorchServe runtime,
+    ``image`` replaces the predictor container's image (``spec.predictor.model.image``: one ``mar-build image``
+    built, say).
+
+    Monitoring: ``monitor`` "annotations" adds KServe's scraping annotation (``prometheus=True`` is the same),
+    "podmonitor"/"servicemonitor" a monitoring.coreos.com/v1 PodMonitor/ServiceMonitor of the predictor pods;
+    ``monitor_release`` is the ``release`` label kube-prometheus-stack selects them by; ``dashboard`` adds the
+    Grafana dashboard as a ConfigMap for its sidecar, ``alerts`` a PrometheusRule. All come before the
+    InferenceService in ``documents``.
 
     Raises RenderError (or SpecError for an InferenceService name) naming the bad value and what would be valid,
     and LayoutError when ``layout`` is not a readable layout.
     """
+    watch = MonitorRequest("annotations" if prometheus and monitor is None else monitor, monitor_release,
+                           dashboard, alerts).check()
     facts = read_layout_facts(layout) if layout is not None else LayoutFacts()
     base = settings if settings is not None else facts.defaults or KServeSettings()
     expect_type(base, KServeSettings, "settings")
@@ -150,21 +165,29 @@ def render(
         labels=_aux_labels(target),
     )
     scaling = _scaling(chosen)
+    if layout is not None:
+        preflight(layout, cast(Runtime, kind), model["runtime_version"], custom_image=image is not None)
     isvc_labels, isvc_annotations = _metadata(
-        chosen, labels, annotations, scale_metric=scaling["scale_metric"], facts=facts, prometheus=prometheus,
+        chosen, labels, annotations, scale_metric=scaling["scale_metric"], facts=facts, prometheus=watch.annotations,
         have_layout=layout is not None, choice=choice,
     )
     texts, secret, account = _storage_access(target, chosen.service_account, s3, pvc)
     texts += [choice.text] if choice.text is not None else []
+    texts += monitoring_texts(
+        watch, isvc=target.name, namespace=target.namespace, runtime=choice.kind,
+        metrics_port=_metrics_port(facts, choice), models=facts.models, timeout=scaling["timeout"],
+        labels=_aux_labels(target),
+    )
     texts.append(render_template(
         "inferenceservice.yaml.jinja", name=target.name, namespace=target.namespace,
         labels=sorted(isvc_labels.items()), annotations=sorted(isvc_annotations.items()), service_account=account,
-        storage_uri=target.uri, runtime=choice.runtime, model_format=choice.model_format, **model, **scaling,
+        storage_uri=target.uri, runtime=choice.runtime, model_format=choice.model_format,
+        image=choice.image if choice.text is None else None, **model, **scaling,
     ))
     manifests = parse_documents(texts)
     check_written(manifests.documents[-1], name=target.name, labels=isvc_labels, annotations=isvc_annotations,
                   uri=target.uri, env=model["env"], runtime=choice.runtime,
-                  runtime_document=manifests.documents[-2] if choice.text is not None else None)
+                  runtime_document=_runtime_document(manifests.documents, choice))
     endpoints = tuple(endpoint(m, target.name, target.namespace, model["protocol"]) for m in facts.models)
     return dataclasses.replace(manifests, secret=secret, endpoints=endpoints)
 
@@ -283,6 +306,20 @@ def _metadata(
         _add_prometheus(isvc_annotations, facts, have_layout, choice)
     check_annotations(isvc_annotations)
     return isvc_labels, isvc_annotations
+
+
+def _metrics_port(facts: LayoutFacts, choice: RuntimeChoice) -> int:
+    """Where the pod's /metrics answers: the python runtime's API port, else the layout's metrics_address port."""
+    if choice.kind == "python" or facts.metrics_port is None:
+        return choice.metrics_port
+    return facts.metrics_port
+
+
+def _runtime_document(documents: list[dict[str, Any]], choice: RuntimeChoice) -> dict[str, Any] | None:
+    """The ServingRuntime render brought (an empty mapping, which check_written refuses, if it went missing)."""
+    if choice.text is None:
+        return None
+    return next((d for d in documents if d.get("kind") == "ServingRuntime"), {})
 
 
 def _add_prometheus(annotations: dict[str, str], facts: LayoutFacts, have_layout: bool, choice: RuntimeChoice) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import RenderError
+from .._pod import DEFAULT_TAG as TORCHSERVE_DEFAULT_TAG  # kserve-torchserve's tag in every KServe up to 0.20
 from .._spec import RUNTIMES, Resources
 from .._templating import render_template
 from .._uri import parse_image_ref
@@ -27,7 +28,7 @@ from .resources import ordered
 log = logging.getLogger("toolkit.render")
 
 TORCHSERVE_IMAGE = "pytorch/torchserve-kfs"
-TORCHSERVE_DEFAULT_TAG = "0.9.0"  # the tag of kserve-torchserve in every KServe release up to 0.20
+
 TORCHSERVE_METRICS_PORT = 8082  # kserve-torchserve's prometheus.kserve.io/port
 PYTHON_MODEL_FORMAT = "mar-build"
 PYTHON_PORT = 8080  # KServe's HTTP port: the runtime's API, its /metrics and its /docs
@@ -64,8 +65,9 @@ def choose_runtime(
 ) -> RuntimeChoice:
     """The runtime ``kind`` serving InferenceService ``isvc``, with its ServingRuntime when one is brought.
 
-    ``runtime_version`` is the checked pytorch/torchserve-kfs tag (torchserve only). Raises RenderError for an
-    unknown runtime, a python runtime without an image, and an image where no ServingRuntime would hold it.
+    ``runtime_version`` is the checked pytorch/torchserve-kfs tag (torchserve only). An ``image`` for KServe's own
+    TorchServe runtime goes on the InferenceService's predictor (``RuntimeChoice.image`` with no ``text``). Raises
+    RenderError for an unknown runtime, a python runtime without an image, and an image with a runtime version.
     """
     if kind not in RUNTIMES:
         raise RenderError(f"runtime must be one of {', '.join(RUNTIMES)}, got {kind!r}",
@@ -77,18 +79,22 @@ def choose_runtime(
         if image is None:
             raise RenderError("runtime python needs the image that runs it", hint=IMAGE_HINT)
         return _bring("python", check_image(image), *where)
-    if image is not None and not serving_runtime:
-        raise RenderError(
-            "an image is given, but the TorchServe runtime is KServe's own (kserve-torchserve) unless render "
-            "brings one", hint="add --serving-runtime to run this image, or drop --image",
-        )
     if image is not None and runtime_version is not None:
         raise RenderError(
             "both an image and a runtime version are given: KServe would replace the image's tag with the "
             "runtime version", hint="give the tag in --image only",
         )
     if not serving_runtime:
-        return RuntimeChoice("torchserve", "pytorch", None, TORCHSERVE_METRICS_PORT)
+        # KServe's own runtime, its container's image replaced by the InferenceService's (spec.predictor.model.image).
+        # KServe appends -gpu to that image's tag for a GPU pod of kserve-torchserve unless it ends so already
+        # (UpdateImageTag): ghcr.io/team/img:1.0 would become :1.0-gpu, a digest would break.
+        if image is not None and gpus and not image.endswith("-gpu"):
+            raise RenderError(
+                f"with a GPU, KServe runs {image}-gpu instead of {image} on its TorchServe runtime",
+                hint="tag the GPU build of the image ...-gpu (e.g. :1.0-gpu), or add --serving-runtime",
+            )
+        return RuntimeChoice("torchserve", "pytorch", None, TORCHSERVE_METRICS_PORT,
+                             check_image(image) if image is not None else None)
     if image is None:
         # KServe adds -gpu only to kserve-torchserve's default tag; a runtime of our own must name it.
         tag = runtime_version or TORCHSERVE_DEFAULT_TAG + ("-gpu" if gpus else "")
