@@ -11,9 +11,11 @@ reads the layout as user 1000, rarely the user who built it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +25,12 @@ from .._errors import LayoutError, SpecError
 from .._events import Progress
 from .._files import make_dirs, make_temp_dir, write_atomic
 from .._layout import CONFIG_RELPATH, MODEL_STORE, Layout, read_layout
+from .._metrics import write_metrics_file
+from .._source import resolve
 from .._spec import ModelSpec, load_spec
 from .archive import Member, manifest_json, write_archive
-from .config import merged_config, render_config, snapshot_settings
-from .contents import archive_members, build_info, check_model_files
+from .config import MAR_BUILD_MARKER, merged_config, render_config, snapshot_settings
+from .contents import HF_TASKS, archive_members, build_info, check_model_files
 
 __all__ = ["BuildResult", "build", "build_many", "check_model_files"]
 
@@ -83,13 +87,18 @@ def build(
 
     ``spec`` is a ModelSpec or a mar.yaml path (or its folder; default the current folder), with ``overrides``
     (dotted keys) applied. ``output`` defaults to ``build/NAME``. ``progress(done, total)`` gets the archive's
-    bytes as they are written. Raises SpecError for a wrong spec or model folder, ArchiveError when the archive
-    cannot be written, LayoutError when ``output`` exists and is not a layout.
+    bytes as they are written. A spec whose model is an MLflow URI (``spec.model_uri``) is downloaded to a temp
+    folder first and built from there as from a folder; the archive records where it came from. Raises SpecError
+    for a wrong spec, model folder or model URI, ArchiveError when the archive cannot be written, LayoutError when
+    ``output`` exists and is not a layout.
     """
     if not isinstance(spec, ModelSpec):
         spec = load_spec(spec, overrides)
     elif overrides:
         raise TypeError("overrides apply to a spec file; pass a ModelSpec with the values already set")
+    if spec.model_uri is not None:
+        with tempfile.TemporaryDirectory(prefix="mar-build-source-") as tmp:
+            return build(_from_source(spec, Path(tmp)), output, progress=progress)
     layout_path = Path(output) if output is not None else Path("build") / spec.name
     warnings = check_model_files(spec)
     members, requirements = archive_members(spec)
@@ -102,6 +111,28 @@ def build(
     if existing is None:
         return _build_new(spec, layout_path, archive, warnings, progress)
     return _build_into(spec, existing, archive, warnings, progress)
+
+
+# What each MLflow flavor can be served as: the Hugging Face tasks take the transformers folder, the others a module
+_FLAVOR_TASKS = {"transformers": HF_TASKS, "pytorch": ("tensor", "image-classification", "custom")}
+
+
+def _from_source(spec: ModelSpec, workdir: Path) -> ModelSpec:
+    """The spec with its model URI downloaded under ``workdir``: model (and model_file/model_class) set to the
+    files, the URI kept in the provenance."""
+    assert spec.model_uri is not None
+    resolved = resolve(spec.model_uri, workdir)
+    tasks = _FLAVOR_TASKS[resolved.flavor]
+    if spec.task not in tasks:
+        raise SpecError(
+            f"{spec.model_uri} is a {resolved.flavor} model; task {spec.task!r} cannot serve it", path=spec.source,
+            key="task", hint=f"set `task:` to one of {', '.join(tasks)}",
+        )
+    log.info("building %s from %s (%s)", spec.name, spec.model_uri, resolved.provenance.get("converted"))
+    return dataclasses.replace(
+        spec, model=resolved.model, model_uri=None, provenance=resolved.provenance,
+        model_file=resolved.model_file or spec.model_file, model_class=resolved.model_class or spec.model_class,
+    )
 
 
 def build_many(
@@ -157,8 +188,10 @@ def _build_new(
         text = render_config(
             spec.server, {spec.name: (spec.version, snapshot_settings(spec))},
             sizes=spec.default_sizes(), install_py_dep_per_model=bool(spec.requirements),
+            resources=spec.kserve.resources,
         )
         make_dirs(tmp / CONFIG_RELPATH.parent)
+        write_metrics_file(tmp / CONFIG_RELPATH.parent)  # config.properties' metrics_config names it
         write_atomic(tmp / CONFIG_RELPATH, text, fsync=False)
         if layout_path.exists():  # an empty folder we may replace
             layout_path.rmdir()
@@ -191,6 +224,8 @@ def _build_into(
         entry.name: (entry.version, entry.settings) for entry in layout.entries if entry.name != spec.name
     }
     models[spec.name] = (spec.version, snapshot_settings(spec))
+    # The metrics file before the config that names it; a hand-written layout's own file is left as it is.
+    write_metrics_file(layout.config_path.parent, replace=MAR_BUILD_MARKER in layout.config_text)
     write_atomic(layout.config_path, merged_config(layout, spec, models, warnings), fsync=False)
     log.info("%s %s in %s", "replaced" if replaced else "added", spec.name, layout.path)
     return BuildResult(layout.path, spec.name, spec.version, target, size, replaced, list(models), warnings)

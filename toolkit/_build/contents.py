@@ -45,11 +45,8 @@ def check_model_files(spec: ModelSpec) -> list[str]:
         _check_handler_imports(spec.handler, spec)
     if spec.model_file is not None and spec.model_file.suffix != ".py":
         raise SpecError(f"{spec.model_file} must be a .py file", key="model_file", path=spec.source)
-    if spec.task in HF_TASKS and not spec.requirements:
-        return [
-            "no requirements packaged: the default pytorch/torchserve-kfs image has no transformers; "
-            "add `requirements: [transformers]` (with pin_requirements: true) or use an image that has it"
-        ]
+    # What the runtime image lacks for the task (transformers, Pillow, their versions) is `check`'s to say: it
+    # knows what each image ships.
     return []
 
 
@@ -182,7 +179,7 @@ def build_info(spec: ModelSpec) -> dict[str, Any]:
             built_with[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return {
+    info: dict[str, Any] = {
         "format": 1,
         "name": spec.name,
         "version": spec.version,
@@ -200,6 +197,9 @@ def build_info(spec: ModelSpec) -> dict[str, Any]:
         "kserve": _jsonable(asdict(spec.kserve)),
         "built_with": built_with,
     }
+    if spec.provenance is not None:  # the MLflow model it was built from (registered name, version, run, signature)
+        info["source"] = _jsonable(spec.provenance)
+    return info
 
 
 def _jsonable(value: Any) -> Any:

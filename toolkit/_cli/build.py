@@ -12,6 +12,7 @@ import click
 
 from .._build import BuildResult, build_many
 from .._events import Progress
+from .._source import is_model_uri
 from .._spec import TASKS, InitResult
 from .._spec import init as init_spec
 from .._stage import human_size
@@ -20,14 +21,22 @@ from ._options import json_option
 from ._output import finish, warn
 
 
+def _model_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A path that exists, or an MLflow model URI (checked by the spec's parser, resolved by build)."""
+    if value is None or is_model_uri(value):
+        return value
+    return str(click.Path(exists=True).convert(value, param, ctx))
+
+
 @cli.command("init")
 @click.argument("task", type=click.Choice(TASKS))
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--model", type=click.Path(exists=True, path_type=Path), help="The model folder or weights file.")
+@click.option("--model", callback=_model_option, metavar="PATH|URI",
+              help="The model folder or weights file, or an MLflow model URI (models:/NAME/VERSION, ...).")
 @click.option("--name", help="Model name (the URL name); default: the folder's name.")
 @click.option("--force", is_flag=True, help="Overwrite an existing mar.yaml / handler.py.")
 @json_option("the files written")
-def init_command(task: str, directory: Path, model: Path | None, name: str | None, force: bool, as_json: bool) -> None:
+def init_command(task: str, directory: Path, model: str | None, name: str | None, force: bool, as_json: bool) -> None:
     """Write DIRECTORY/mar.yaml for TASK (and handler.py for TASK=custom).
 
     \b
@@ -60,7 +69,9 @@ _BUILD_OVERRIDES = {
 @click.option("--name", help="Override the model name.")
 @click.option("--version", "version", help="Override the model version.")
 @click.option("--task", type=click.Choice(TASKS), help="Override the task.")
-@click.option("--model", type=click.Path(exists=True), help="Override the model path.")
+@click.option("--model", callback=_model_option, metavar="PATH|URI",
+              help="Override the model: a path, or an MLflow model URI (models:/NAME/VERSION, models:/NAME@ALIAS, "
+                   "runs:/RUN_ID/PATH; the client's MLFLOW_TRACKING_URI, MLFLOW_S3_ENDPOINT_URL and AWS_* apply).")
 @click.option("--handler", type=click.Path(exists=True), help="Override the custom handler file.")
 @click.option("--batch-size", type=click.IntRange(1), help="Server-side batch size (model_snapshot batchSize).")
 @click.option("--max-batch-delay", type=click.IntRange(0), help="Milliseconds to wait for a batch to fill.")

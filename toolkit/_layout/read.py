@@ -166,6 +166,12 @@ class ArchiveInfo:
     def size(self) -> int:
         return self.path.stat().st_size
 
+    @property
+    def source(self) -> dict[str, Any] | None:
+        """Where the model came from when it was built from an MLflow URI (build info's ``source``), else None."""
+        value = (self.build_info or {}).get("source")
+        return value if isinstance(value, dict) else None
+
     def has(self, name: str) -> bool:
         return any(m.name == name for m in self.members)
 

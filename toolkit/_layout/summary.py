@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,10 +30,35 @@ class ModelSummary:
     largest: list[tuple[str, int]]
     settings: dict[str, Any] | None = None
     built_with: dict[str, str] = field(default_factory=dict)
+    # the MLflow model it was built from: uri, registered_model, version (and alias), run_id, source, signature...
+    source: dict[str, Any] | None = None
 
     @property
     def predict_path(self) -> str:
         return f"/v1/models/{self.name}:predict"
+
+    def source_lines(self) -> list[str]:
+        """What ``inspect`` prints of the provenance: nothing for a model built from a folder."""
+        s = self.source
+        if not s:
+            return []
+        if s.get("registered_model"):
+            asked = f"@{s['alias']}" if s.get("alias") else f"version {s.get('version')}"
+            what = f"registered model {s['registered_model']} {asked}"
+            what += f" -> version {s.get('version')}" if s.get("alias") else ""
+        else:
+            what = f"run {s.get('run_id')}, artifact {s.get('path')}"
+        lines = [f"  from:     {s.get('uri')} ({what}; {s.get('flavor')} flavor)"]
+        details = [f"{k} {s[k]}" for k in ("run_id", "source", "tracking_uri") if s.get(k)]
+        if details:
+            lines.append("            " + ", ".join(details))
+        if s.get("converted"):
+            lines.append(f"            served as {s['converted']}")
+        signature = s.get("signature") or {}
+        if signature.get("inputs"):
+            outputs = json.dumps(signature.get("outputs"))
+            lines.append(f"  signature: inputs {json.dumps(signature['inputs'])}, outputs {outputs}")
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field (the archive path as a string, ``largest`` as file/bytes objects)."""
@@ -78,6 +104,7 @@ def _summary(info: ArchiveInfo, name: str | None = None, settings: dict[str, Any
         largest=largest,
         settings=settings,
         built_with=dict(build.get("built_with") or {}),
+        source=info.source,
     )
 
 

@@ -25,6 +25,7 @@ from .._names import (
     suggest_model_name,
     version_problem,
 )
+from .._source import is_model_uri, parse_model_uri
 from .settings import (
     DEPLOYMENT_MODES,
     SPEC_FILENAME,
@@ -183,7 +184,8 @@ def check_isvc_name(name: str, *, path: Path | None = None, key: str = "kserve.n
     return name
 
 
-_TOP_KEYS = [f.name for f in dataclasses.fields(ModelSpec) if f.name != "source"]
+# model_uri and provenance are not keys of their own: `model:` takes the URI, build() records the provenance
+_TOP_KEYS = [f.name for f in dataclasses.fields(ModelSpec) if f.name not in ("source", "model_uri", "provenance")]
 
 
 def _path(value: Any, key: str, base: Path, path: Path | None) -> Path:
@@ -204,6 +206,8 @@ def parse_spec(raw: Mapping[str, Any], *, base: Path, source: Path | None = None
             continue
         if key in _SECTIONS:
             values[key] = _section(_SECTIONS[key], v, key, source)
+        elif key == "model" and is_model_uri(v):
+            values["model_uri"] = parse_model_uri(v, path=source).uri
         elif key in ("model", "handler", "model_file"):
             values[key] = _path(v, key, base, source)
         elif key == "extra_files":
@@ -289,10 +293,11 @@ def _validate(spec: ModelSpec) -> None:
             "task 'custom' needs a handler file", path=source, key="handler",
             hint="run `mar-build init custom DIR` to scaffold one, then set `handler: handler.py`",
         )
-    if spec.task != "custom" and spec.model is None:
+    if spec.task != "custom" and spec.model is None and spec.model_uri is None:
         raise SpecError(
             f"task {spec.task!r} needs a model", path=source, key="model",
-            hint="set `model: PATH` to the model folder (or pass --model PATH)",
+            hint="set `model: PATH` to the model folder, or an MLflow URI such as models:/NAME/VERSION "
+                 "(or pass --model)",
         )
     for key in ("model", "handler", "model_file"):
         p = getattr(spec, key)

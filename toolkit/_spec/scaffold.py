@@ -10,6 +10,7 @@ from typing import Any
 from .._errors import SpecError
 from .._files import PUBLIC_FILE, write_atomic
 from .._names import suggest_isvc_name, suggest_model_name
+from .._source import is_model_uri, parse_model_uri
 from .._templating import render_template
 from .parse import check_model_name, load_spec
 from .settings import SPEC_FILENAME, TASKS
@@ -52,7 +53,9 @@ def init(task: str, directory: str | Path, *, model: str | Path | None = None, n
         if existing is not None and existing.exists() and not force:
             raise SpecError(f"{existing} already exists", hint="pass --force to overwrite it, or pick another folder")
     model_value = None
-    if model is not None:
+    if isinstance(model, str) and is_model_uri(model):  # an MLflow URI, resolved when building
+        model_value = parse_model_uri(model, key="--model").uri
+    elif model is not None:
         model_path = Path(model).resolve()
         if not model_path.exists():
             raise SpecError(f"{model_path} does not exist", key="--model")

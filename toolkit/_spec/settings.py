@@ -102,6 +102,8 @@ class ModelSpec:
     task: str
     version: str = "1.0"
     model: Path | None = None  # a folder (HF model, state_dict, TorchScript) or a single weights file
+    # or an MLflow model URI (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN/PATH), resolved when building
+    model_uri: str | None = None
     handler: Path | None = None  # custom task: the user's handler.py
     model_file: Path | None = None  # tensor task with an eager module: the .py that defines the nn.Module
     model_class: str | None = None  # tensor task: the class name in model_file when it defines several
@@ -116,6 +118,8 @@ class ModelSpec:
     server: ServerSettings = field(default_factory=ServerSettings)
     kserve: KServeSettings = field(default_factory=KServeSettings)
     source: Path | None = None  # the mar.yaml this came from
+    # where a model_uri resolved to (registered name, version, run id, signature...), set by build()
+    provenance: dict[str, Any] | None = None
 
     def default_sizes(self) -> tuple[int, int]:
         """(max_request_size, max_response_size) in bytes for this task, unless the spec sets them.
