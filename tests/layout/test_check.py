@@ -107,6 +107,9 @@ def test_the_design_hand_workflow_layout(tmp_path: Path) -> None:
     assert "batchSize" not in errors  # batch 1 is what makes the stock envelope work
     assert "metrics_format is a dead key" in warnings and "port 8081" in warnings
     assert "/v1/models/bert:predict" in warnings
+    # Its management API on 0.0.0.0 with TorchServe's default allowed_urls: ShellTorch on the default 0.9.0 image.
+    assert "management_address=http://0.0.0.0:8081 listens beyond loopback" in errors and "CVE-2023-43654" in errors
+    assert "install_py_dep_per_model=true" in warnings  # the pod may have no package index
 
 
 def test_not_a_layout(tmp_path: Path) -> None:

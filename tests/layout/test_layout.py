@@ -83,7 +83,7 @@ def test_layout_and_archive_as_dicts(tensor_spec, torchscript_model: Path, tmp_p
     assert layout["path"] == str(built.layout) and layout["archives"] == [str(built.archive)]
     assert layout["entries"] == [{"name": "lin", "version": "1.0",
                                   "settings": layout["snapshot"]["models"]["lin"]["1.0"]}]
-    assert layout["properties"]["inference_address"] == "http://0.0.0.0:8085" and layout["problems"] == []
+    assert layout["properties"]["inference_address"] == "http://127.0.0.1:8085" and layout["problems"] == []
     archive = json.loads(json.dumps(read_archive(built.archive).to_dict()))
     assert archive["manifest"]["model"]["modelName"] == "lin" and archive["build_info"]["task"] == "tensor"
     size = torchscript_model.stat().st_size

@@ -10,6 +10,8 @@ import click
 from .._layout import CheckReport, Inspection, ModelSummary
 from .._layout import check as check_layout
 from .._layout import inspect as inspect_path
+from .._pod import DEFAULT_TAG, TAGS
+from .._spec import RUNTIMES, Runtime
 from .._stage import human_size
 from . import cli
 from ._options import json_option
@@ -56,10 +58,16 @@ def _model_lines(m: ModelSummary) -> list[str]:
 
 @cli.command("check")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="torchserve", show_default=True,
+              help="The runtime that will serve the layout (its image is what the layout is checked against).")
+@click.option("--runtime-version", metavar="TAG",
+              help=f"The pytorch/torchserve-kfs tag the pod runs (default {DEFAULT_TAG}, KServe's; known: "
+              f"{', '.join(TAGS)}; -gpu tags too).")
 @json_option("the report")
-def check_command(path: Path, as_json: bool) -> None:
-    """Preflight a layout (ours or hand-written): exit 1 with every problem listed, each with its fix."""
-    report = check_layout(path)
+def check_command(path: Path, runtime: Runtime, runtime_version: str | None, as_json: bool) -> None:
+    """Preflight a layout (ours or hand-written) for the pod's image: exit 1 with every problem listed, each with
+    its fix."""
+    report = check_layout(path, runtime=runtime, runtime_version=runtime_version)
     finish(report, as_json=as_json, show=_show_report, status=0 if report.ok else 1)
 
 

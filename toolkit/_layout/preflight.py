@@ -9,15 +9,20 @@ Errors are what stops the predictor pod from becoming ready or answering correct
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from .._errors import ArchiveError, LayoutError
+from .._errors import ArchiveError, SpecError
+from .._metrics import metrics_findings
+from .._pod import image_facts
 from .._spec import RUNTIMES, Runtime
+from .compat import check_compat
+from .exposure import check_exposure
+from .overrides import check_overrides
 from .properties import find_entry
-from .read import Layout, read_archive, read_layout
+from .read import Layout, SnapshotEntry, read_archive, read_layout
+from .report import CheckReport, to_int, truthy
+from .report import Problem as Problem  # re-exported: the room's __init__ takes it from here
 
 # Keys KServe's wrapper (kserve_wrapper/__main__.py in the 0.9.0 image) reads with config[...]: a KeyError if absent.
 WRAPPER_KEYS = ("inference_address", "management_address", "grpc_inference_port", "model_store", "model_snapshot")
@@ -28,74 +33,19 @@ WRAPPER_HTTP_PORT = 8080
 WRAPPER_GRPC_PORT = 8081
 TS_DEFAULT_MAX_REQUEST = 6553500  # TorchServe's max_request_size when config.properties does not set it
 
-Level = Literal["error", "warning"]
+def check(
+    path: str | Path, *, runtime: Runtime = "torchserve", runtime_version: str | None = None, pod: bool = True,
+    probe: bool = True,
+) -> CheckReport:
+    """Preflight a layout folder for ``runtime`` in the image ``runtime_version`` (a pytorch/torchserve-kfs tag;
+    None: the runtime's default, 0.9.0). Returns the report; raises LayoutError only when ``path`` is not a layout.
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding of `check`: its level, what is wrong, and the fix (``hint``)."""
-
-    level: Level
-    message: str
-    hint: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.level}: {self.message}" + (f"\n  fix: {self.hint}" if self.hint else "")
-
-    def to_dict(self) -> dict[str, str]:
-        """``{"level", "message", "fix"}``: the hint is called fix, as the CLI prints it."""
-        return {"level": self.level, "message": self.message, "fix": self.hint}
-
-
-@dataclass
-class CheckReport:
-    """Every problem found in a layout; ``ok`` when none is an error."""
-
-    path: Path
-    models: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.level == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.level == "warning"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict: path, ok, models, counts and every problem (what ``mar-build check --json`` prints)."""
-        return {
-            "path": str(self.path), "ok": self.ok, "models": list(self.models),
-            "errors": len(self.errors), "warnings": len(self.warnings),
-            "problems": [p.to_dict() for p in self.problems],
-        }
-
-    def raise_for_errors(self) -> None:
-        """Raise LayoutError listing every error (for stage/serve, which refuse a broken layout)."""
-        if self.errors:
-            raise LayoutError(
-                f"{self.path} fails the preflight check with {len(self.errors)} error(s):\n"
-                + "\n".join("  - " + str(p).replace("\n", "\n    ") for p in self.errors),
-                path=self.path, problems=[str(p) for p in self.errors],
-                hint=f"run `mar-build check {self.path}` for the full report",
-            )
-
-    def _error(self, message: str, hint: str = "") -> None:
-        self.problems.append(Problem("error", message, hint))
-
-    def _warn(self, message: str, hint: str = "") -> None:
-        self.problems.append(Problem("warning", message, hint))
-
-
-def check(path: str | Path, *, runtime: Runtime = "torchserve") -> CheckReport:
-    """Preflight a layout folder for ``runtime``. Returns the report; raises LayoutError only when ``path`` is not a
-    layout at all. The python runtime checks no tokens and runs a stock envelope per request (so batches with it are
-    served right): those two TorchServe rules do not apply to it."""
+    The python runtime checks no tokens and runs a stock envelope per request (so batches with it are served
+    right): those two TorchServe rules do not apply to it. ``pod``: also the rules of the predictor pod's image
+    (what it lacks, what it exposes; False for a local serve, which is not the pod). ``probe``: load each
+    transformers folder with the image's transformers and tokenizers (a venv on the image's Python, made once and
+    cached; see toolkit/_pod).
+    """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     layout = read_layout(path)
@@ -110,7 +60,25 @@ def check(path: str | Path, *, runtime: Runtime = "torchserve") -> CheckReport:
         _check_envelope_names(layout, report)
     _check_snapshot(layout, report)
     _check_comments(layout, report)
+    present = {p.name: p for p in layout.archives}
+    entries = [(e, present[e.mar_name]) for e in layout.entries if e.mar_name in present]
+    check_overrides(entries, report)
+    report.problems += [Problem(level, message, fix) for level, message, fix in metrics_findings(layout, runtime)]
+    if pod:
+        _check_pod(layout, entries, report, runtime, runtime_version, probe)
     return report
+
+
+def _check_pod(layout: Layout, entries: list[tuple[SnapshotEntry, Path]], report: CheckReport, runtime: Runtime,
+               tag: str | None, probe: bool) -> None:
+    """What the pod's image must have and must not expose (compat.py, exposure.py)."""
+    try:
+        facts = image_facts(runtime, tag)
+    except SpecError as exc:
+        report._warn(f"{exc.message}: the image compatibility rules were not run", exc.hint or "")
+        return
+    check_exposure(layout.properties, report, facts)
+    check_compat({e.name: mar for e, mar in entries}, layout.properties, report, facts, probe=probe)
 
 
 def _check_keys(layout: Layout, report: CheckReport) -> None:
@@ -217,10 +185,6 @@ def _check_ports(layout: Layout, report: CheckReport) -> None:
             report._error(f"{' and '.join(keys)} share port {port}", "give each of them its own port")
 
 
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() == "true"
-
-
 def _check_envelope_names(layout: Layout, report: CheckReport) -> None:
     envelope = layout.properties.get("service_envelope")
     if envelope is not None and envelope.strip().lower() == "kfserving":
@@ -235,9 +199,9 @@ def _check_envelope_and_auth(layout: Layout, report: CheckReport) -> None:
     envelope = props.get("service_envelope")
     _check_envelope_names(layout, report)
     # KServe's runtime sets TS_SERVICE_ENVELOPE=kserve; TorchServe honours it only with enable_envvars_config=true.
-    stock_envelope = _truthy(props.get("enable_envvars_config")) or envelope is not None
+    stock_envelope = truthy(props.get("enable_envvars_config")) or envelope is not None
     if stock_envelope:
-        batched = [e for e in layout.entries if _int(e.settings.get("batchSize"), 1) > 1]
+        batched = [e for e in layout.entries if to_int(e.settings.get("batchSize"), 1) > 1]
         for entry in batched:
             report._error(
                 f"model {entry.name!r} has batchSize {entry.settings.get('batchSize')} with the stock kserve "
@@ -246,19 +210,12 @@ def _check_envelope_and_auth(layout: Layout, report: CheckReport) -> None:
                 "set enable_envvars_config=false and drop service_envelope, with a handler that reads "
                 "{\"instances\": [...]} itself (every mar-build handler does); or batchSize 1",
             )
-    if not _truthy(props.get("disable_token_authorization")):
+    if not truthy(props.get("disable_token_authorization")):
         report._error(
             "token authorization is left on: TorchServe 0.11.1 and newer check tokens by default, KServe's "
             "wrapper sends none, its readiness polls get 400 and the pod never becomes ready",
             "add disable_token_authorization=true (TorchServe 0.9.0, the runtime's default image, ignores it)",
         )
-
-
-def _int(value: object, default: int) -> int:
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return default
 
 
 def _check_snapshot(layout: Layout, report: CheckReport) -> None:
@@ -351,7 +308,7 @@ def _check_archive(name: str, version: str, mar: Path, layout: Layout, report: C
         )
     props = layout.properties
     requirements = info.manifest.get("model", {}).get("requirementsFile")
-    if requirements and not _truthy(props.get("install_py_dep_per_model")):
+    if requirements and not truthy(props.get("install_py_dep_per_model")):
         report._error(
             f"model {name!r} packages {requirements} but install_py_dep_per_model is not true: the worker "
             "will not install it and fails to import what it needs",
@@ -359,14 +316,14 @@ def _check_archive(name: str, version: str, mar: Path, layout: Layout, report: C
             "the image and drop the requirements",
         )
     task = (info.build_info or {}).get("task")
-    max_request = _int(props.get("max_request_size"), TS_DEFAULT_MAX_REQUEST)
+    max_request = to_int(props.get("max_request_size"), TS_DEFAULT_MAX_REQUEST)
     if task == "image-classification" and max_request <= TS_DEFAULT_MAX_REQUEST:
         report._warn(
             f"model {name!r} takes base64 images and max_request_size is TorchServe's 6553500 bytes: a few "
             "images per request answer 413",
             "set max_request_size=67108864 (and max_response_size)",
         )
-    if info.build_info is not None and _truthy(props.get("enable_envvars_config")):
+    if info.build_info is not None and truthy(props.get("enable_envvars_config")):
         report._warn(
             f"model {name!r} was built by mar-build, whose handlers read the v1 and v2 envelopes themselves, but "
             "enable_envvars_config=true lets KServe's TS_SERVICE_ENVELOPE wrap them in the stock envelope",
