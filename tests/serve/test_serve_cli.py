@@ -264,3 +264,9 @@ def test_json_startup_line_then_ctrl_c(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert result.stdout.splitlines() == ['{"url": "http://127.0.0.1:8080", "models": ["linear"]}']
     assert result.stderr.splitlines()[-2:] == ["stopping ...", "stopped"]
     assert predictor.stopped and calls[0]["startup_timeout"] == 12.0
+
+
+def test_the_stock_wrappers_answers_need_torchserve(tensor_layout: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve", str(tensor_layout), "--runtime", "python", "--wrapper", "image"])
+    assert result.exit_code == 1
+    assert "the python runtime has no wrapper in front of it" in result.output

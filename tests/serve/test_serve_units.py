@@ -13,8 +13,9 @@ import pytest
 from toolkit._diagnose.ts_logs import WorkerLog, explain_death, log_tail
 from toolkit._layout import parse_properties
 from toolkit._serve.config import free_port_config, port_free
+from toolkit._serve.readiness import worker_ready
 from toolkit._serve.run import reuse_workdir
-from toolkit._serve.wrapper import read_wrapper_config, worker_ready
+from toolkit._serve.wrapper import read_wrapper_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,15 +7,21 @@ keeps every byte its author wrote, and only its model_snapshot line changes.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from .._errors import SpecError
 from .._layout import Layout, set_properties
-from .._spec import ModelSpec, ServerSettings
+from .._names import QUANTITY_HINT, parse_quantity
+from .._spec import ModelSpec, Resources, ServerSettings
 from .._templating import render_template
 
 MAR_BUILD_MARKER = "written by mar-build"
 _TS_DEFAULT_STARTUP_TIMEOUT = 120  # TorchServe's own default; older releases do not know the key
+MIB = 1024 * 1024
+MIN_HEAP_MIB = 128  # a floor: room for a few requests of the default 16 MiB max_request_size in flight
 
 Models = Mapping[str, tuple[str, dict[str, Any]]]
 """model name -> (version, its model_snapshot settings), in the order the snapshot lists them."""
@@ -38,10 +44,44 @@ def snapshot_settings(spec: ModelSpec) -> dict[str, Any]:
     return settings
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """What config.properties takes from the pod's ``limits``: the JVM heap and the default worker count."""
+
+    heap_mib: int | None
+    memory_limit: str | None
+    default_workers: int | None
+    cpu_limit: str | None
+
+
+def pod_sizing(resources: Resources | None) -> Sizing:
+    """The JVM heap (half of ``limits.memory``, at least MIN_HEAP_MIB) and the workers per model TorchServe starts
+    where an entry gives none (the CPUs of ``limits.cpu``, rounded up); None where the limit is not set.
+
+    Never the CPUs of this machine, nor of the node (os.cpu_count() in a container sees every core): the limit is
+    what the pod gets. Raises SpecError for a limit that is not a Kubernetes quantity.
+    """
+    limits = resources.limits if resources is not None else {}
+    memory, cpu = limits.get("memory"), limits.get("cpu")
+    heap = None if memory is None else max(MIN_HEAP_MIB, int(_quantity(memory, "memory") / 2 / MIB))
+    workers = None if cpu is None else max(1, math.ceil(_quantity(cpu, "cpu")))
+    return Sizing(heap, None if memory is None else str(memory), workers, None if cpu is None else str(cpu))
+
+
+def _quantity(value: Any, key: str) -> Any:
+    try:
+        return parse_quantity(str(value))
+    except ValueError as exc:
+        raise SpecError(f"kserve.resources.limits.{key}: {exc}", hint=QUANTITY_HINT) from exc
+
+
 def render_config(
-    server: ServerSettings, models: Models, *, sizes: tuple[int, int], install_py_dep_per_model: bool
+    server: ServerSettings, models: Models, *, sizes: tuple[int, int], install_py_dep_per_model: bool,
+    resources: Resources | None = None,
 ) -> str:
-    """config.properties text for ``models`` (name -> (version, snapshot settings)), in the given order."""
+    """config.properties text for ``models`` (name -> (version, snapshot settings)), in the given order, sized for
+    the pod's ``resources`` (the spec's kserve.resources; without it no heap or default worker count is written)."""
+    sizing = pod_sizing(resources)
     snapshot = {
         "name": "startup.cfg",
         "modelCount": len(models),
@@ -54,6 +94,9 @@ def render_config(
         max_request_size=sizes[0],
         max_response_size=sizes[1],
         install_py_dep_per_model=install_py_dep_per_model,
+        heap=None if sizing.heap_mib is None else {"mib": sizing.heap_mib, "limit": sizing.memory_limit},
+        default_workers=None if sizing.default_workers is None
+        else {"count": sizing.default_workers, "limit": sizing.cpu_limit},
     )
 
 
@@ -68,6 +111,7 @@ def merged_config(layout: Layout, spec: ModelSpec, models: Models, warnings: lis
             spec.server, models, sizes=_merged_sizes(layout, spec),
             install_py_dep_per_model=bool(spec.requirements)
             or layout.properties.get("install_py_dep_per_model", "false").lower() == "true",
+            resources=spec.kserve.resources,
         )
     snapshot = dict(layout.snapshot or {"name": "startup.cfg"})
     snapshot["modelCount"] = len(models)

@@ -78,6 +78,9 @@ def _show_endpoints(predictor: LocalPredictor | RuntimePredictor) -> None:
               help="HTTP port of the kserve wrapper (the pod's 8080).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the wrapper binds (0.0.0.0: all).")
 @click.option("--grpc-port", type=click.IntRange(1, 65535), help="Also start kserve's gRPC server on this port.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve the Prometheus metrics on this port (TorchServe's metrics API; the python runtime's own "
+              "listener). Default: a free port for TorchServe, the HTTP port's /metrics for the python runtime.")
 @click.option("--ts-ports", type=click.Choice(["free", "config"]), default="free", show_default=True,
               help="TorchServe's ports: free loopback ports, or exactly those in config.properties.")
 @click.option("--mount", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -91,10 +94,14 @@ def _show_endpoints(predictor: LocalPredictor | RuntimePredictor) -> None:
               "mar-build's own runtime (kserve's ModelServer, the handlers in process, no Java).")
 @click.option("--torchserve", "torchserve", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The torchserve script to run, e.g. from a venv with the pod image's TorchServe 0.9.0.")
+@click.option("--wrapper", type=click.Choice(["ours", "image"]), default="ours", show_default=True,
+              help="The wrapper's answers: ours (TorchServe's statuses passed through, ready once a worker is), or "
+              "those of the stock pytorch/torchserve-kfs image (every error a 500, \"ready\": \"True\" at once).")
 @json_option("the endpoints, on one line,")
 def serve_command(
-    source: str, port: int, host: str, grpc_port: int | None, ts_ports: str, mount: Path | None,
-    workdir: Path | None, startup_timeout: float, runtime: str, torchserve: Path | None, as_json: bool,
+    source: str, port: int, host: str, grpc_port: int | None, metrics_port: int | None, ts_ports: str,
+    mount: Path | None, workdir: Path | None, startup_timeout: float, runtime: str, torchserve: Path | None,
+    wrapper: str, as_json: bool,
 ) -> None:
     """Serve a layout locally exactly like KServe's predictor pod, until Ctrl-C.
 
@@ -104,15 +111,17 @@ def serve_command(
 
     \b
     Example:
-      mar-build serve build/bert
+      mar-build serve build/bert --metrics-port 8082
       mar-build predict http://localhost:8080 -m bert --data request.json
+      curl http://localhost:8082/metrics
     """
     with _ctrl_c_stops():
         try:
             predictor = serve(
                 source, port=port, host=host, grpc_port=grpc_port, mount=mount, workdir=workdir,
                 ts_ports="config" if ts_ports == "config" else "free", startup_timeout=startup_timeout,
-                torchserve=torchserve, runtime=cast(Runtime, runtime),
+                torchserve=torchserve, runtime=cast(Runtime, runtime), metrics_port=metrics_port,
+                wrapper="image" if wrapper == "image" else "ours",
                 on_event=_show_event,
             )
         except KeyboardInterrupt:

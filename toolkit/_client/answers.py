@@ -4,6 +4,7 @@ says how to fix it."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -37,6 +38,28 @@ STATUS_HINTS = {
     504: "the gateway timed out waiting for the predictor; retry_non_idempotent=True lets the client retry "
     "predictions on this",
 }
+
+
+# The stock pytorch/torchserve-kfs wrapper (kserve 0.11-0.13) answers 500 for every non-2xx answer of TorchServe,
+# with the original status inside: "HTTPStatusError : MESSAGE, 'STATUS REASON' for url 'URL'" (predict) or
+# "HTTPStatusError : Client error 'STATUS REASON' for url 'URL'..." (explain, httpx's raise_for_status).
+_STOCK_PREDICT = re.compile(r"HTTPStatusError : (?P<message>.*), '(?P<status>\d{3}) (?P<reason>.*)' for url '[^']*'",
+                            re.DOTALL)
+_STOCK_EXPLAIN = re.compile(
+    r"HTTPStatusError : Client error '(?P<status>\d{3}) (?P<reason>.*)' for url '[^']*'(?:\n.*)?", re.DOTALL)
+STOCK_HIDDEN_HINT = (
+    "the predictor's wrapper (the stock pytorch/torchserve-kfs image's) answered 500 and hid the status above; "
+    "images built with `mar-build image` pass it through"
+)
+
+
+def hidden_status(said: str) -> tuple[int, str] | None:
+    """(status, message) of a handler's or TorchServe's 4xx inside the stock wrapper's 500 text, else None."""
+    match = _STOCK_PREDICT.fullmatch(said) or _STOCK_EXPLAIN.fullmatch(said)
+    if match is None or not 400 <= int(match.group("status")) < 500:
+        return None
+    message = match.groupdict().get("message") or match.group("reason")
+    return int(match.group("status")), message
 
 
 def safe_url(request: httpx.Request) -> str:
@@ -139,6 +162,13 @@ def error_for(
 
     def error(message: str, hint: str | None) -> PredictError:
         return PredictError(message, status=status, url=url, body=response.text[:BODY_KEEP], hint=hint)
+
+    hidden = hidden_status(said) if status == 500 else None
+    if hidden is not None:  # the error a real 4xx gives, with the handler's own words
+        status, said = hidden
+        head = f"{response.request.method} {url} answered {status} (as a 500)" + tries
+        hint = STATUS_HINTS.get(status)
+        return error(f"{head}: {said}", f"{hint}; {STOCK_HIDDEN_HINT}" if hint else STOCK_HIDDEN_HINT)
 
     if response.is_redirect:
         location = response.headers.get("location", "")

@@ -252,7 +252,8 @@ class Session:
             data = v1_json(response, '{"name": ..., "ready": ...}')
             if "ready" not in data:
                 raise not_v1(response, 'answered without a "ready" field')
-            return data["ready"] is True
+            # The stock 0.9.0 image's wrapper says "True", a string (pydantic 1 coerces the bool).
+            return data["ready"] is True or data["ready"] == "True"
         if status in RETRY_STATUSES:
             log.info("%s not ready: %s %s", model, status, server_message(response))
             return False

@@ -16,7 +16,8 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import ServeError
-from .._layout import MODEL_STORE, set_properties
+from .._layout import MODEL_STORE, TS_DEFAULT_MAX_REQUEST, parse_properties, parse_snapshot, set_properties
+from .._metrics import METRICS_CONFIG_KEY, layout_metrics_file
 
 Connector = Literal["inference", "management", "metrics"]
 
@@ -94,13 +95,18 @@ def check_config_ports(props: Mapping[str, str]) -> None:
 
 
 def free_port_config(
-    text: str, props: Mapping[str, str], layout: Path, avoid: Sequence[int]
+    text: str, props: Mapping[str, str], layout: Path, avoid: Sequence[int], metrics_port: int | None = None
 ) -> tuple[str, dict[str, str], list[str]]:
-    """config.properties with TorchServe's ports moved to free loopback ports and model_store at the layout:
-    (the text, the API URLs, one "key old -> new" line per port)."""
+    """config.properties with TorchServe's ports moved to free loopback ports (the metrics API to ``metrics_port``
+    when given), model_store and metrics_config at the layout: (the text, the API URLs, one "key old -> new" line
+    per port)."""
     keys = config_ports(props)
     by_port: dict[int, int] = {}
-    fresh = iter(free_ports(len({port for _, _, port in keys}), avoid))
+    if metrics_port is not None:
+        by_port[address_port(props.get("metrics_address", TS_ADDRESS_DEFAULTS["metrics_address"]), "metrics")] = (
+            metrics_port
+        )
+    fresh = iter(free_ports(len({port for _, _, port in keys}), [*avoid, *([metrics_port] if metrics_port else [])]))
     values: dict[str, str] = {}
     remapped: list[str] = []
     for key, _, port in keys:
@@ -117,9 +123,17 @@ def free_port_config(
         if key in props:
             values[key] = "127.0.0.1"
     values["model_store"] = str(layout / MODEL_STORE)
+    values |= local_paths(props, layout)
     addresses: dict[str, str] = {connector: values[key] for key, connector in _CONNECTOR_OF_KEY.items()}
     note = "set by mar-build serve (a run copy; the layout's file is unchanged)"
     return set_properties(text, values, comment=note), addresses, remapped
+
+
+def local_paths(props: Mapping[str, str], layout: Path) -> dict[str, str]:
+    """The run copy's metrics_config: the pod's /mnt/models/config/metrics.yaml as the layout's own file (TorchServe
+    takes the key from no flag, and a missing file costs every metric). Empty when the key names no layout file."""
+    path = layout_metrics_file(props, layout)
+    return {} if path is None else {METRICS_CONFIG_KEY: str(path)}
 
 
 def check_port(host: str, port: int, what: str, fix: str) -> None:
@@ -164,3 +178,19 @@ def free_ports(count: int, avoid: Sequence[int] = ()) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def read_wrapper_config(path: Path) -> tuple[list[str], str, str]:
+    """(model names, inference URL, management URL) from config.properties, as the pod's wrapper reads them."""
+    props = parse_properties(path.read_text(encoding="utf-8"))
+    _, entries = parse_snapshot(props.get("model_snapshot"), [])
+    names = list(dict.fromkeys(e.name for e in entries))
+    # TorchServe's defaults where the keys are missing, as the pod's wrapper (and TorchServe's ConfigManager) use.
+    addresses = config_addresses(props)
+    return names, addresses["inference"], addresses["management"]
+
+
+def read_max_request_size(path: Path) -> int:
+    """The largest request body TorchServe takes (max_request_size), which the wrapper enforces in front of it."""
+    value = parse_properties(path.read_text(encoding="utf-8")).get("max_request_size", "")
+    return int(value) if value.strip().isdigit() else TS_DEFAULT_MAX_REQUEST

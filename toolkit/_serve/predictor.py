@@ -23,7 +23,7 @@ from typing import Any, Literal
 from .._diagnose import log_tail, plain_tail
 from .._errors import ServeError
 from .._events import OnEvent
-from .._layout import Layout, check, read_layout
+from .._layout import MODEL_STORE, Layout, check, read_layout, set_properties
 from .._spec import RUNTIMES, Runtime
 from .config import (
     address_port,
@@ -31,10 +31,13 @@ from .config import (
     check_port,
     config_addresses,
     free_port_config,
+    local_paths,
     url_host,
 )
 from .events import ServeEvent, emitter
 from .processes import (
+    WRAPPERS,
+    Wrapper,
     check_java,
     find_torchserve,
     start_torchserve,
@@ -42,7 +45,7 @@ from .processes import (
     stop_process,
     torchserve_env,
 )
-from .readiness import Startup, wait_models, wait_torchserve, wait_wrapper
+from .readiness import Startup, torchserve_ready, wait_models, wait_torchserve, wait_wrapper
 from .run import RunFolder, open_run_folder
 from .running import Running, Watched
 from .runtime import RuntimePredictor, serve_python
@@ -117,6 +120,8 @@ class _Request:
     mount: str | Path | None
     startup_timeout: float
     runtime: Runtime = "torchserve"
+    metrics_port: int | None = None
+    wrapper: Wrapper = "ours"
 
 
 def serve(
@@ -132,6 +137,8 @@ def serve(
     torchserve: str | Path | None = None,
     runtime: Runtime = "torchserve",
     on_event: OnEvent[ServeEvent] | None = None,
+    metrics_port: int | None = None,
+    wrapper: Wrapper = "ours",
 ) -> LocalPredictor | RuntimePredictor:
     """Start TorchServe and the kserve wrapper on a layout, as the predictor pod does; return when every model is ready.
 
@@ -146,8 +153,13 @@ def serve(
     in a run copy of config.properties; ``"config"`` keeps the file's ports. ``workdir`` keeps the run folder (config
     copy, logs) instead of a temporary one removed at stop. ``torchserve`` is the `torchserve` script to run
     (e.g. from a venv with the TorchServe release of the pod's image, 0.9.0); default: the one beside this Python.
-    ``on_event`` receives ServeEvents. TorchServe's handlers get MAR_BUILD_THREADS (this machine's CPUs divided by
-    the workers of all models) unless the environment sets it.
+    ``metrics_port``: where the Prometheus metrics are served (``predictor.metrics_url``): TorchServe's metrics API
+    (default a free port), or the python runtime's own listener (default its HTTP port's ``/metrics``).
+    ``wrapper="image"`` answers as the wrapper of the stock pytorch/torchserve-kfs image does (every error of
+    TorchServe a 500, ``"ready": "True"`` before any worker is; see toolkit/_serve/stock.py); serve() still returns
+    only once TorchServe has a READY worker for every model. ``on_event`` receives ServeEvents. TorchServe's
+    handlers get MAR_BUILD_THREADS (this machine's CPUs divided by the workers of all models) unless the environment
+    sets it.
 
     Raises LayoutError when the layout fails `check`, ServeError for missing Java, a port in use, a model that fails
     to load or TorchServe not ready within ``startup_timeout`` seconds (with the log lines that explain it and the
@@ -157,6 +169,10 @@ def serve(
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     python = runtime == "python"
+    if wrapper not in WRAPPERS:
+        raise ValueError(f"wrapper must be one of {', '.join(WRAPPERS)}, not {wrapper!r}")
+    if python and wrapper != "ours":
+        raise ServeError("the python runtime has no wrapper in front of it", hint="leave out wrapper (--wrapper)")
     if python and grpc_port is not None:
         raise ServeError("the python runtime serves no gRPC yet", hint="leave out grpc_port (--grpc-port)")
     exe = ""
@@ -167,7 +183,11 @@ def serve(
                "pass another port (--port)")
     if grpc_port is not None:
         check_port(host, grpc_port, "the wrapper's gRPC port", "pass another port (--grpc-port)")
-    request = _Request(source, port, host, grpc_port, ts_ports, workdir, mount, startup_timeout, runtime)
+    if metrics_port is not None:
+        _check_metrics_port(metrics_port, host if python else "127.0.0.1", (port, grpc_port),
+                            "free" if python else ts_ports)
+    request = _Request(source, port, host, grpc_port, ts_ports, workdir, mount, startup_timeout, runtime,
+                       metrics_port, wrapper)
     cleanup: list[Path] = []
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
@@ -201,7 +221,8 @@ def _start(
     # The wrapper starts beside TorchServe, not after it: importing kserve takes seconds, and its readiness
     # poller simply waits for TorchServe's management API to answer.
     url = f"http://{url_host(request.host)}:{request.port}"
-    wrapper = start_wrapper(run.config, run.path, request.host, request.port, request.grpc_port, ts_process.pid)
+    wrapper = start_wrapper(run.config, run.path, request.host, request.port, request.grpc_port, ts_process.pid,
+                            wrapper=request.wrapper, model_store=layout / MODEL_STORE)
     processes.append(("wrapper", wrapper))
     wait_torchserve(ts_process, addresses["management"], startup)
     seconds = startup.elapsed
@@ -211,7 +232,10 @@ def _start(
 
     names = info.model_names()
     watched = [("TorchServe", ts_process, "ts_log.log"), ("the kserve wrapper", wrapper, "wrapper.log")]
-    wait_models(names, versions, url, watched, startup, emit)
+    if request.wrapper == "image":  # it says ready before TorchServe is: ask TorchServe
+        wait_models(names, versions, addresses["management"], watched, startup, emit, ready=torchserve_ready)
+    else:
+        wait_models(names, versions, url, watched, startup, emit)
     ports = {"http": request.port, "grpc": request.grpc_port}
     ports |= {f"torchserve_{k}": address_port(v) for k, v in addresses.items()}
     return LocalPredictor(
@@ -234,13 +258,24 @@ def _start_python(
     predictor = serve_python(
         info, run, host=request.host, port=request.port, url=url, budget=budget,
         startup_timeout=request.startup_timeout, versions=versions, cleanup=cleanup, processes=processes, emit=emit,
+        metrics_port=request.metrics_port,
     )
     return predictor
 
 
+def _check_metrics_port(metrics_port: int, host: str, taken: tuple[int | None, ...], ts_ports: TsPorts) -> None:
+    if ts_ports == "config":
+        raise ServeError("metrics_port moves TorchServe's metrics port, and ts_ports='config' keeps the file's ports",
+                         hint="leave out one of them (--metrics-port, --ts-ports config)")
+    if metrics_port in taken:
+        raise ServeError(f"port {metrics_port} is both the metrics port and another port of this serve",
+                         hint="pass a port of its own to --metrics-port")
+    check_port(host, metrics_port, "the metrics port", "pass another port (--metrics-port)")
+
+
 def _checked_layout(layout: Path, emit: OnEvent[ServeEvent], runtime: Runtime = "torchserve") -> Layout:
     """The layout, read, once `check` finds no error in it (its warnings become events)."""
-    report = check(layout, runtime=runtime)
+    report = check(layout, runtime=runtime, pod=False)  # a local serve is not the pod
     report.raise_for_errors()
     for problem in report.warnings:
         emit(ServeEvent("warning", f"warning: {problem.message}"))
@@ -251,10 +286,11 @@ def _write_run_config(run: RunFolder, info: Layout, request: _Request, emit: OnE
     """Write the run copy of config.properties; return TorchServe's API URLs (inference, management, metrics)."""
     if request.ts_ports == "free":
         avoid = [request.port] + ([request.grpc_port] if request.grpc_port else [])
-        text, addresses, remapped = free_port_config(info.config_text, info.properties, info.path, avoid=avoid)
+        text, addresses, remapped = free_port_config(info.config_text, info.properties, info.path, avoid=avoid,
+                                                     metrics_port=request.metrics_port)
         emit(ServeEvent("ports", "TorchServe ports: " + ", ".join(remapped), details={"remapped": remapped}))
     elif request.ts_ports == "config":
-        text = info.config_text
+        text = set_properties(info.config_text, local_paths(info.properties, info.path))
         addresses = config_addresses(info.properties)
         check_config_ports(info.properties)
     else:

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 from .._errors import ServeError
 from .._layout import MODEL_STORE
@@ -32,6 +32,11 @@ JAVA_HINT = (
     "macOS), or point JAVA_HOME at a Java 17+ installation"
 )
 STOP_GRACE_S = 15.0
+
+# Which answers the wrapper in front of TorchServe gives: mar-build's (statuses passed through, ready when a worker
+# is), or those of the stock pytorch/torchserve-kfs image's wrapper (stock.py).
+Wrapper = Literal["ours", "image"]
+WRAPPERS: tuple[Wrapper, ...] = ("ours", "image")
 
 
 # -- prerequisites ----------------------------------------------------------------------------------------------
@@ -118,13 +123,20 @@ def start_torchserve(
 
 
 def start_wrapper(
-    config: Path, run_dir: Path, host: str, port: int, grpc_port: int | None, torchserve_pgid: int
+    config: Path, run_dir: Path, host: str, port: int, grpc_port: int | None, torchserve_pgid: int,
+    *, wrapper: Wrapper = "ours", model_store: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``python -m toolkit._serve.wrapper`` (kserve's ModelServer) in front of TorchServe, logging to wrapper.log."""
+    """``python -m toolkit._serve.wrapper`` (kserve's ModelServer) in front of TorchServe, logging to wrapper.log;
+    ``wrapper="image"`` answers as the stock image's wrapper, which looks for archives in ``model_store``."""
+    if wrapper not in WRAPPERS:
+        raise ValueError(f"wrapper must be one of {', '.join(WRAPPERS)}, not {wrapper!r}")
     cmd = [sys.executable, "-m", "toolkit._serve.wrapper", "--config", str(config), "--http-port", str(port),
-           "--host", host, "--parent-pid", str(os.getpid()), "--torchserve-pgid", str(torchserve_pgid)]
+           "--host", host, "--parent-pid", str(os.getpid()), "--torchserve-pgid", str(torchserve_pgid),
+           "--answers", wrapper]
     if grpc_port is not None:
         cmd += ["--grpc-port", str(grpc_port)]
+    if model_store is not None:
+        cmd += ["--model-store", str(model_store)]
     with _open_log(run_dir / "logs" / "wrapper.log") as out:
         return subprocess.Popen(cmd, cwd=run_dir, env=wrapper_env(), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -165,6 +177,19 @@ def _group_alive(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def terminate_group(pgid: int, grace: float) -> None:
+    """TERM a process group that is not our child (the wrapper stopping TorchServe), KILL it after ``grace`` s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _group_alive(pgid):
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def stop_process(proc: subprocess.Popen[bytes], what: str, grace: float = STOP_GRACE_S) -> None:

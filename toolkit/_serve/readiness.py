@@ -6,10 +6,13 @@ Each wait fails fast with what explains it: a process that exited (its log tail)
 
 from __future__ import annotations
 
+import logging
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
 
@@ -19,6 +22,45 @@ from .events import ServeEvent
 from .run import RunFolder
 
 POLL_S = 0.25
+log = logging.getLogger("toolkit.wrapper")
+
+
+class Polled(Protocol):
+    """A wrapper's model as the readiness poller sees it (wrapper.TorchServeModel)."""
+
+    name: str
+    management_url: str
+    ready: bool
+
+
+def worker_ready(description: Any) -> bool:
+    """True when TorchServe's describe-model answer has a READY worker in its first version (as the pod reads it)."""
+    if not isinstance(description, list) or not description or not isinstance(description[0], dict):
+        return False
+    workers = description[0].get("workers") or []
+    return any(isinstance(w, dict) and w.get("status") == "READY" for w in workers)
+
+
+def torchserve_ready(client: httpx.Client, management_url: str, name: str) -> bool:
+    """True when TorchServe's management API reports a READY worker for model ``name``."""
+    try:
+        response = client.get(f"{management_url}/models/{name}")
+        return response.status_code == 200 and worker_ready(response.json())
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def poll_readiness(models: Sequence[Polled], interval: float, stop: threading.Event) -> None:
+    """Mark each model ready once TorchServe reports a READY worker for it (the wrapper runs it in a thread)."""
+    pending = list(models)
+    with httpx.Client(timeout=5.0) as client:
+        while pending and not stop.is_set():
+            for model in list(pending):
+                if torchserve_ready(client, model.management_url, model.name):
+                    model.ready = True
+                    pending.remove(model)
+                    log.info("model %s is ready", model.name)
+            stop.wait(interval)
 
 
 @dataclass(frozen=True)
@@ -92,11 +134,17 @@ def wait_wrapper(
             time.sleep(POLL_S)
 
 
-def _ready(client: httpx.Client, url: str, name: str) -> bool:
+def wrapper_ready(client: httpx.Client, url: str, name: str) -> bool:
+    """True when the wrapper at ``url`` answers 200 to ``GET /v1/models/NAME`` (the v1 model-ready call)."""
     try:
         return client.get(f"{url}/v1/models/{name}").status_code == 200
     except httpx.TransportError:
         return False
+
+
+ReadyProbe = Callable[[httpx.Client, str, str], bool]
+"""(client, url, model name) -> ready: wrapper_ready on the wrapper's URL, or torchserve_ready on TorchServe's
+management URL (for the stock wrapper's answers, which say ready before any worker is)."""
 
 
 def wait_models(
@@ -106,8 +154,10 @@ def wait_models(
     processes: Sequence[tuple[str, subprocess.Popen[bytes], str]],
     startup: Startup,
     emit: OnEvent[ServeEvent],
+    ready: ReadyProbe = wrapper_ready,
 ) -> None:
-    """Wait until the wrapper answers 200 for every model; fail on the first worker that dies while loading.
+    """Wait until ``ready`` (default: the wrapper answers 200 at ``url``) for every model; fail on the first worker
+    that dies while loading.
 
     ``processes`` are (what, process, log file name) of TorchServe and the wrapper: either exiting fails the wait.
     """
@@ -117,7 +167,7 @@ def wait_models(
         emit(ServeEvent("model-loading", f"model {name}: loading", model=name))
     with httpx.Client(timeout=5.0) as client:
         while pending:
-            for name in [n for n in pending if _ready(client, url, n)]:
+            for name in [n for n in pending if ready(client, url, n)]:
                 pending.remove(name)
                 seconds = startup.elapsed
                 emit(ServeEvent("model-ready", f"model {name}: ready in {seconds:.1f} s", model=name, seconds=seconds))

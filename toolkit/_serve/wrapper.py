@@ -3,6 +3,16 @@
 Started by ``toolkit._serve`` in its own process::
 
     python -m toolkit._serve.wrapper --config RUN/config.properties --http-port 8080 [--host 127.0.0.1] [--grpc-port N]
+        [--answers ours|image] [--model-store DIR]
+
+In an image (the pod's entrypoint, in place of the stock image's dockerd-entrypoint.sh), ``toolkit._serve.pod``
+starts TorchServe with the runtime's arguments and this wrapper on 0.0.0.0:8080 (gRPC 8081)::
+
+    ENTRYPOINT ["python", "-m", "toolkit._serve.pod"]
+    # the kserve-torchserve runtime's args then follow: torchserve --start
+    #     --model-store=/mnt/models/model-store --ts-config=/mnt/models/config/config.properties
+
+``--answers image`` answers as the stock image's wrapper does instead (``stock.py``): ``serve(wrapper="image")``.
 
 It does what the wrapper in the ``pytorch/torchserve-kfs`` image does (pytorch/serve
 kubernetes/kserve/kserve_wrapper/__main__.py and TorchserveModel.py), with the kserve package installed here:
@@ -36,7 +46,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -45,22 +54,26 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import orjson
 
 from .._front_door import (
+    V2_FORM,
     KeepAliveOnError,
     Refused,
     V1Request,
     answer_without_traceback,
     check_content_type,
     check_envelope,
+    check_v2_envelope,
     post_only,
     read_body,
     too_large_message,
 )
-from .._layout import TS_DEFAULT_MAX_REQUEST, parse_properties, parse_snapshot
-from .config import config_addresses
+from .._layout import TS_DEFAULT_MAX_REQUEST
+from .config import read_max_request_size, read_wrapper_config
+from .processes import terminate_group
+from .readiness import poll_readiness
+from .stock import stock_error, stock_models_ready, stock_payload, stock_ready, stock_transport_error
 
 # kserve.model_server parses sys.argv when it is imported (module-level argparse with allow_abbrev): our own
 # options, or pytest's, would be read as kserve's (``--config`` abbreviates ``--configure_logging``). Import it
@@ -80,23 +93,8 @@ finally:
 log = logging.getLogger("toolkit.wrapper")
 
 UNREACHABLE_STATUS = 502
+BINARY_V2_HEADER = "inference-header-content-length"  # tritonclient's binary tensor extension
 MAX_UPSTREAM_CONNECTIONS = 100
-
-
-def read_wrapper_config(path: Path) -> tuple[list[str], str, str]:
-    """(model names, inference URL, management URL) from config.properties, as the pod's wrapper reads them."""
-    props = parse_properties(path.read_text(encoding="utf-8"))
-    _, entries = parse_snapshot(props.get("model_snapshot"), [])
-    names = list(dict.fromkeys(e.name for e in entries))
-    # TorchServe's defaults where the keys are missing, as the pod's wrapper (and TorchServe's ConfigManager) use.
-    addresses = config_addresses(props)
-    return names, addresses["inference"], addresses["management"]
-
-
-def read_max_request_size(path: Path) -> int:
-    """The largest request body TorchServe takes (max_request_size), which the wrapper enforces in front of it."""
-    value = parse_properties(path.read_text(encoding="utf-8")).get("max_request_size", "")
-    return int(value) if value.strip().isdigit() else TS_DEFAULT_MAX_REQUEST
 
 
 class UpstreamError(Exception):
@@ -133,10 +131,13 @@ class TorchServeUpstream:
     kserve dependency) 1.0 ms (benchmarks/README.md).
     """
 
-    def __init__(self, base_url: str, timeout_s: float, max_request_size: int = TS_DEFAULT_MAX_REQUEST) -> None:
+    def __init__(
+        self, base_url: str, timeout_s: float, max_request_size: int = TS_DEFAULT_MAX_REQUEST, *, stock: bool = False
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.max_request_size = max_request_size
+        self.stock = stock  # answer TorchServe's errors as the stock image's wrapper does (stock.py)
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -157,25 +158,41 @@ class TorchServeUpstream:
     async def call(self, name: str, verb: str, payload: Any, headers: dict[str, str] | None) -> Any:
         """POST ``payload`` (bytes as they are, else encoded as JSON) to ``/v1/models/NAME:VERB``; the decoded JSON
         answer, or ``UpstreamError``."""
-        send = append_forwardable_headers(headers, {"content-type": "application/json"})
+        # The stock wrapper's explain sends no Content-Type (kserve 0.11.1 Model.explain).
+        send = append_forwardable_headers(headers, {} if self.stock and verb == "explain"
+                                          else {"content-type": "application/json"})
         url = f"{self.base_url}/v1/models/{name}:{verb}"
         data = payload.raw if isinstance(payload, V1Request) else payload
+        body = await self._post(name, verb, url, data if isinstance(data, bytes) else orjson.dumps(data), send)
         try:
-            async with self._open().post(url, data=data if isinstance(data, bytes) else orjson.dumps(data),
-                                         headers=send) as response:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise _bad_gateway(f"TorchServe's answer for model {name} is not JSON: {body[:200]!r}") from exc
+
+    async def infer_v2(self, name: str, raw: bytes, headers: dict[str, str]) -> bytes:
+        """POST a v2 body, as received, to TorchServe's ``/v2/models/NAME/infer`` (the one v2 path it routes: a
+        versioned URL is its own 404 there); the handler's answer, or ``UpstreamError``."""
+        return await self._post(name, "infer", f"{self.base_url}/v2/models/{name}/infer", raw, headers)
+
+    async def _post(self, name: str, verb: str, url: str, data: bytes, send: dict[str, str]) -> bytes:
+        try:
+            async with self._open().post(url, data=data, headers=send) as response:
                 body = await response.read()
+                if self.stock and response.status >= 300:
+                    answer = stock_error(verb, response.status, response.reason or "", body,
+                                         response.headers.get("content-type"), url)
+                    raise UpstreamError(500, answer, "application/json")
                 if response.status == 413 and not body.strip():
                     body = json.dumps({"error": too_large_message(self.max_request_size)}).encode()
                 if response.status >= 300:
                     raise UpstreamError.from_answer(
                         response.status, response.reason, body, response.headers.get("content-type")
                     )
+                return body
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            if self.stock:
+                raise UpstreamError(500, stock_transport_error(exc), "application/json") from exc
             raise _unreachable(name, exc) from exc
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise _bad_gateway(f"TorchServe's answer for model {name} is not JSON: {body[:200]!r}") from exc
 
     async def close(self) -> None:
         if self._session is not None:
@@ -235,6 +252,7 @@ class _RESTServer(RESTServer):
 
     host = "127.0.0.1"
     max_request_size = TS_DEFAULT_MAX_REQUEST
+    stock = False  # answer as the stock image's wrapper (stock.py)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -251,19 +269,63 @@ class _RESTServer(RESTServer):
         for verb in ("predict", "explain"):
             path = f"/v1/models/{{model_name}}:{verb}"
             app.add_api_route(path, self._v1_verb(verb), methods=["POST"], response_model=None)
-            app.add_api_route(path, post_only, methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+            if not self.stock:
+                app.add_api_route(path, post_only, methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+        if self.stock:
+            app.add_api_route("/v1/models/{model_name}", self._stock_ready(), methods=["GET"], response_model=None)
+        else:  # kserve's own v2 route would parse every tensor into its InferRequest, then re-encode it
+            for path in ("/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer"):
+                app.add_api_route(path, self._v2_infer(), methods=["POST"], response_model=None)
         super()._register_endpoints(app)
+
+    def _v2_infer(self) -> Any:
+        dataplane, limit = self.dataplane, self.max_request_size
+
+        async def endpoint(model_name: str, request: Request, model_version: str | None = None) -> Response:
+            # The same front door as the python runtime's v2 route: 413, 415, 400 without "inputs"; the tensors are
+            # the handler's to check. tritonclient's binary extension goes through with its header.
+            raw = await read_body(request, limit)
+            if not await dataplane.model_ready(model_name, True):
+                raise ModelNotReady(model_name)
+            binary = request.headers.get(BINARY_V2_HEADER)
+            if binary is not None:
+                send = {"content-type": "application/octet-stream", BINARY_V2_HEADER: binary}
+            else:
+                check_content_type(request.headers.get("content-type"), V2_FORM)
+                check_v2_envelope(raw)
+                send = {"content-type": "application/json"}
+            model = dataplane.get_model_from_registry(model_name)
+            assert isinstance(model, TorchServeModel)
+            send = append_forwardable_headers(dict(request.headers), send)
+            body = await model.upstream.infer_v2(model_name, raw, send)
+            return Response(body, media_type="application/json")
+
+        return endpoint
+
+    def _stock_ready(self) -> Any:
+        registry = self.dataplane.model_registry
+
+        async def endpoint(model_name: str) -> Response:
+            if model_name not in registry.get_models():
+                raise ModelNotFound(model_name)
+            return Response(orjson.dumps(stock_ready(model_name)), media_type="application/json")
+
+        return endpoint
 
     def _v1_verb(self, verb: str) -> Any:
         dataplane = self.dataplane
-        limit = self.max_request_size
+        # The stock wrapper reads any body (uvicorn sets no limit) and TorchServe answers 413 to a large one.
+        stock, limit = self.stock, sys.maxsize if self.stock else self.max_request_size
 
         async def endpoint(model_name: str, request: Request) -> Response:
             raw = await read_body(request, limit)
             if not await dataplane.model_ready(model_name, True):
                 raise ModelNotReady(model_name)
-            check_content_type(request.headers.get("content-type"))
-            check_envelope(raw)
+            if stock:
+                raw = stock_payload(raw, request.headers.get("content-type"))
+            else:
+                check_content_type(request.headers.get("content-type"))
+                check_envelope(raw)
             call = dataplane.infer if verb == "predict" else dataplane.explain
             # The answer's headers are not passed on: kserve's explain hands back the request's own headers.
             answer, _ = await call(model_name=model_name, request=V1Request(raw), headers=dict(request.headers))
@@ -276,6 +338,8 @@ class _RESTServer(RESTServer):
         registry = self.dataplane.model_registry
 
         async def model_not_found(_: Request, exc: Exception) -> Response:
+            if self.stock:
+                return JSONResponse(status_code=404, content={"error": str(exc)})
             names = sorted(registry.get_models())
             message = (
                 f"{exc} Available models: {', '.join(names) or '(none)'}. The name in the URL is the key in "
@@ -294,58 +358,14 @@ class _RESTServer(RESTServer):
         app.add_exception_handler(ModelNotReady, answer_without_traceback(503))
 
 
-def worker_ready(description: Any) -> bool:
-    """True when TorchServe's describe-model answer has a READY worker in its first version (as the pod reads it)."""
-    if not isinstance(description, list) or not description or not isinstance(description[0], dict):
-        return False
-    workers = description[0].get("workers") or []
-    return any(isinstance(w, dict) and w.get("status") == "READY" for w in workers)
-
-
-def poll_readiness(models: Sequence[TorchServeModel], interval: float, stop: threading.Event) -> None:
-    """Mark each model ready once TorchServe reports a READY worker for it (runs in a thread)."""
-    pending = list(models)
-    with httpx.Client(timeout=5.0) as client:
-        while pending and not stop.is_set():
-            for model in list(pending):
-                try:
-                    response = client.get(f"{model.management_url}/models/{model.name}")
-                    ready = response.status_code == 200 and worker_ready(response.json())
-                except (httpx.HTTPError, ValueError):
-                    ready = False
-                if ready:
-                    model.ready = True
-                    pending.remove(model)
-                    log.info("model %s is ready", model.name)
-            stop.wait(interval)
-
-
 def watch_parent(parent_pid: int, torchserve_pgid: int | None, grace: float) -> None:
     """If the process that started us dies without stopping us (a killed notebook kernel), stop TorchServe and exit."""
     while os.getppid() == parent_pid:
         time.sleep(1.0)
     log.warning("parent process %d is gone: stopping TorchServe and the wrapper", parent_pid)
     if torchserve_pgid is not None:
-        _terminate_group(torchserve_pgid, grace)
+        terminate_group(torchserve_pgid, grace)
     os._exit(1)
-
-
-def _terminate_group(pgid: int, grace: float) -> None:
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -358,6 +378,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between readiness polls")
     parser.add_argument("--parent-pid", type=int, default=None)
     parser.add_argument("--torchserve-pgid", type=int, default=None)
+    parser.add_argument("--answers", choices=("ours", "image"), default="ours",
+                        help="image: answer as the stock pytorch/torchserve-kfs image's wrapper (toolkit._serve.stock)")
+    parser.add_argument("--model-store", type=Path, default=None,
+                        help="where the archives are (default: model_store in the config); --answers image only")
     return parser.parse_args(argv)
 
 
@@ -369,10 +393,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.info("wrapper: models %s, inference %s, management %s", names, inference_url, management_url)
 
     limit = read_max_request_size(args.config)
-    upstream = TorchServeUpstream(inference_url, timeout_s=args.request_timeout, max_request_size=limit)
+    stock = args.answers == "image"
+    upstream = TorchServeUpstream(inference_url, timeout_s=args.request_timeout, max_request_size=limit, stock=stock)
     models = [TorchServeModel(name, management_url, upstream) for name in names]
+    if stock:
+        stock_models_ready(models, args.config, args.model_store)
     _RESTServer.host = args.host
     _RESTServer.max_request_size = limit
+    _RESTServer.stock = stock
     _model_server.RESTServer = _RESTServer  # the class ModelServer.start() instantiates
     server = ModelServer(
         http_port=args.http_port,
@@ -390,14 +418,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     stop = threading.Event()
-    threading.Thread(target=poll_readiness, args=(models, args.poll_interval, stop), daemon=True).start()
+    if not stock:
+        threading.Thread(target=poll_readiness, args=(models, args.poll_interval, stop), daemon=True).start()
     if args.parent_pid is not None:
         threading.Thread(
             target=watch_parent, args=(args.parent_pid, args.torchserve_pgid, 10.0), daemon=True
         ).start()
     try:
-        # Every model is already registered (ready or not); start([]) skips kserve's "at least one model is
-        # ready" rule, which would make the server wait for, or refuse, models that are still loading.
+        # Every model is registered (ready or not): start([]) skips kserve's "at least one model is ready" rule.
         server.start([])
     finally:
         stop.set()
