@@ -33,11 +33,11 @@ NO_KSERVE = f"KServe is not installed in this cluster (no {ISVC_API_VERSION} Inf
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 # Core kinds a rendered manifest set may hold: kind -> (REST plural, CoreV1Api apply method).
-CORE_KINDS: dict[str, tuple[str, str]] = {
-    "Secret": ("secrets", "patch_namespaced_secret"),
-    "ServiceAccount": ("serviceaccounts", "patch_namespaced_service_account"),
-    "PersistentVolumeClaim": ("persistentvolumeclaims", "patch_namespaced_persistent_volume_claim"),
-    "ConfigMap": ("configmaps", "patch_namespaced_config_map"),
+CORE_KINDS: dict[str, str] = {  # kind -> its plural under /api/v1/namespaces/NS/
+    "Secret": "secrets",
+    "ServiceAccount": "serviceaccounts",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "ConfigMap": "configmaps",
 }
 
 # One API call must not hang a deploy forever on a dead connection; the wait loop has its own deadline.
@@ -216,32 +216,26 @@ class Cluster:
         if ISVC_PLURAL not in names:
             raise DeployError(NO_KSERVE, hint="install KServe or switch to a cluster that has it with --context")
 
+    def server_side_apply(self, path: str, doc: Mapping[str, Any], **kwargs: Any) -> Any:
+        """PATCH ``doc`` at ``path`` as a server-side apply (application/apply-patch+yaml); the raw response.
+
+        Through ``call_api``: the typed patch methods take that content type (``_content_type``) only from
+        kubernetes 31 on, and kfp 2.15+ pins kubernetes < 31 (both live in one venv)."""
+        return self.api_client.call_api(
+            path, "PATCH", query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            header_params={"Content-Type": APPLY_PATCH, "Accept": "application/json"}, body=dict(doc),
+            auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False, **kwargs,
+        )
+
     def apply(self, doc: Mapping[str, Any], namespace: str) -> tuple[dict[str, Any], bool]:
         """Server-side apply of one document; returns (the object as stored, True if it was created)."""
-        k8s = _kubernetes()
         kind = str(doc.get("kind"))
         name = str(doc["metadata"]["name"])
-        common = {
-            "field_manager": FIELD_MANAGER,
-            "force": True,
-            "_content_type": APPLY_PATCH,
-            "_preload_content": False,
-        }
         if kind == "InferenceService":
-            api = k8s.client.CustomObjectsApi(self.api_client)
             request = Request("patch", f"{ISVC_PLURAL}.{KSERVE_GROUP}", namespace, name)
+            path = f"/apis/{KSERVE_GROUP}/{KSERVE_VERSION}/namespaces/{namespace}/{ISVC_PLURAL}/{name}"
             try:
-                resp = self.call(
-                    request,
-                    api.patch_namespaced_custom_object,
-                    KSERVE_GROUP,
-                    KSERVE_VERSION,
-                    namespace,
-                    ISVC_PLURAL,
-                    name,
-                    dict(doc),
-                    **common,
-                )
+                resp = self.call(request, self.server_side_apply, path, doc)
             except ApiFailure as exc:
                 # Applying a custom resource whose type the server does not know answers 404 (a missing
                 # namespace does too, and says so).
@@ -251,10 +245,9 @@ class Cluster:
                     ) from exc
                 raise
         else:
-            plural, method = CORE_KINDS[kind]
-            api = k8s.client.CoreV1Api(self.api_client)
+            plural = CORE_KINDS[kind]
             request = Request("patch", plural, namespace, name)
-            resp = self.call(request, getattr(api, method), name, namespace, dict(doc), **common)
+            resp = self.call(request, self.server_side_apply, f"/api/v1/namespaces/{namespace}/{plural}/{name}", doc)
         return _json(resp), int(getattr(resp, "status", 200)) == 201
 
     def get_isvc(self, name: str, namespace: str, *, timeout: float = REQUEST_TIMEOUT_S) -> dict[str, Any] | None:

@@ -282,7 +282,7 @@ def test_curl_d_is_415_and_curl_s_next_request_reuses_the_connection(front: Fron
 
 
 # -- v2 (Open Inference Protocol) bodies at /v2/models/M/infer ------------------------------------------------
-V2_RUNTIMES = ("python",)  # the TorchServe path's local wrapper forwards v2 once it serves it (see _serve/wrapper)
+V2_RUNTIMES = ("python", "torchserve")
 
 
 def v2_url(front: FrontDoor) -> str:

@@ -273,7 +273,7 @@ def test_staged_tree_listing_golden(tensor_spec, mount: Path, tmp_path: Path, go
     listing += "plan: " + ", ".join(f"{f.action} {f.path}" for f in result.files) + "\n"
     golden("stage/pvc-tree.txt", listing)
     assert sorted(tree(mount)) == ["bert/config/.mar-build-staged.json", "bert/config/config.properties",
-                                   "bert/model-store/bert.mar"]
+                                   "bert/config/metrics.yaml", "bert/model-store/bert.mar"]
 
 
 def test_stage_result_to_dict_is_json_with_the_plan_and_totals(layout: Path, mount: Path) -> None:

@@ -24,6 +24,7 @@ _COMMANDS = {
     "init": "build", "build": "build", "inspect": "layout", "check": "layout",
     "serve": "serve", "predict": "predict", "stage": "stage", "render": "render",
     "deploy": "deploy", "status": "deploy", "delete": "deploy", "image": "image",
+    "dashboard": "monitor", "pipeline": "pipeline",
 }
 
 

@@ -115,8 +115,8 @@ def runtime_options(runtimes: Sequence[str]) -> Callable[[F], F]:
         ),
         click.option(
             "--image", metavar="IMAGE",
-            help="The runtime's image, REGISTRY/REPOSITORY:TAG (required with --runtime python; with "
-            "--serving-runtime it replaces pytorch/torchserve-kfs).",
+            help="The runtime's image, REGISTRY/REPOSITORY:TAG (required with --runtime python; for TorchServe "
+            "it replaces pytorch/torchserve-kfs, e.g. one `mar-build image` built).",
         ),
         click.option(
             "--serving-runtime", is_flag=True,

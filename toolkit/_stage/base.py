@@ -26,7 +26,8 @@ from .._layout import CONFIG_RELPATH, MODEL_STORE, parse_properties, parse_snaps
 from .._uri import StorageUri
 
 __all__ = [
-    "CONFIG_KEY", "DEFAULT_CONCURRENCY", "DEFAULT_PART_SIZE", "MIN_PART_SIZE", "Action", "Cancelled", "Destination",
+    "ARCHIVE_PREFIX", "CONFIG_KEY", "METRICS_KEY", "DEFAULT_CONCURRENCY", "DEFAULT_PART_SIZE", "MIN_PART_SIZE",
+    "Action", "Cancelled", "Destination",
     "LocalFile", "Meter", "Progress", "StageResult", "StagedFile", "human_size", "is_archive_key",
     "is_archive_name", "referenced_archives", "sha256_file",
 ]
@@ -34,6 +35,8 @@ __all__ = [
 Action = Literal["upload", "skip", "delete"]
 
 CONFIG_KEY = CONFIG_RELPATH.as_posix()
+METRICS_KEY = "config/metrics.yaml"  # what metrics_config names in a layout mar-build wrote
+ARCHIVE_PREFIX = f"{MODEL_STORE}/"  # the archives' keys: model-store/NAME.mar
 DEFAULT_CONCURRENCY = 8
 # S3 parts: 5 MiB is the smallest part S3 accepts. 8-16 MiB parts with 8-16 threads measured best on a loopback
 # moto_server (larger parts were slower there); 16 MiB halves the requests of the CLI's 8 MiB.

@@ -51,7 +51,7 @@ from ._oci_image import (
     sha256_digest,
 )
 from ._oci_registry import Registry
-from .base import CONFIG_KEY, LocalFile, Meter, Progress, StagedFile, StageResult
+from .base import ARCHIVE_PREFIX, CONFIG_KEY, LocalFile, Meter, Progress, StagedFile, StageResult
 
 log = logging.getLogger("toolkit.stage")
 
@@ -244,4 +244,4 @@ class OciDestination:
 
 
 def _archive_names(files: list[LocalFile]) -> list[str]:
-    return [f.relpath.split("/", 1)[1] for f in files if f.relpath != CONFIG_KEY]
+    return [f.relpath.split("/", 1)[1] for f in files if f.relpath.startswith(ARCHIVE_PREFIX)]

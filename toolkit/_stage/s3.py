@@ -44,6 +44,7 @@ from .._errors import StagingError
 from .._uri import StorageUri
 from .base import (
     CONFIG_KEY,
+    METRICS_KEY,
     LocalFile,
     Meter,
     Progress,
@@ -173,7 +174,7 @@ class S3Destination:
             plan = _plan(self, files, listing)
             deletions = _deletions(self, files, listing, warnings)
             open_uploads = self.open_uploads()
-        strays = sorted(rel for rel in listing if rel != CONFIG_KEY and not is_archive_key(rel))
+        strays = sorted(rel for rel in listing if rel not in (CONFIG_KEY, METRICS_KEY) and not is_archive_key(rel))
         if strays:
             shown = ", ".join(strays[:5]) + (f" and {len(strays) - 5} more" if len(strays) > 5 else "")
             warnings.append(

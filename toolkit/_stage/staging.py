@@ -21,11 +21,13 @@ from pathlib import Path
 from .. import _uri
 from .._errors import StagingError
 from .._layout import MODEL_STORE, check, read_layout
+from .._metrics import layout_metrics_file
 from .._uri import STAGE_SCHEMES, StorageUri
 from .base import (
     CONFIG_KEY,
     DEFAULT_CONCURRENCY,
     DEFAULT_PART_SIZE,
+    METRICS_KEY,
     MIN_PART_SIZE,
     Destination,
     LocalFile,
@@ -179,7 +181,7 @@ def layout_paths(layout: str | Path) -> tuple[list[tuple[str, Path]], list[str]]
     Archives in model-store/ that model_snapshot does not name are not staged (the pod would never load them).
     Raises StagingError for a marName that is not a plain file name in model-store/.
     """
-    report = check(layout)
+    report = check(layout, pod=False)  # the runtime and its image are not known here: render and deploy check them
     report.raise_for_errors()
     warnings = [p.message for p in report.warnings]
     read = read_layout(layout)
@@ -194,5 +196,9 @@ def layout_paths(layout: str | Path) -> tuple[list[tuple[str, Path]], list[str]]
     unnamed = sorted(p.name for p in read.archives if p.name not in names)
     if unnamed:
         warnings.append(f"not staged (model_snapshot does not name them): {', '.join(unnamed)}")
-    paths = [(f"{MODEL_STORE}/{n}", read.model_store / n) for n in names] + [(CONFIG_KEY, read.config_path)]
+    # The metrics file config.properties names (metrics_config) travels too, before the config: without it
+    # TorchServe's workers do not start.
+    metrics = layout_metrics_file(read.properties, read.path)
+    extra = [(METRICS_KEY, metrics)] if metrics is not None and metrics.is_file() else []
+    paths = [(f"{MODEL_STORE}/{n}", read.model_store / n) for n in names] + extra + [(CONFIG_KEY, read.config_path)]
     return paths, warnings
