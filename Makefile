@@ -34,6 +34,7 @@ demo: $(STAMP) java
 	$(PY) samples/demo.py
 
 test: $(STAMP) java debian-deps
+	@bash .ci/check-compat-python
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
