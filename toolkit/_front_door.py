@@ -81,15 +81,7 @@ def _kind(value: Any) -> str:
 
 def check_envelope(raw: bytes) -> None:
     """400 unless ``raw`` is a JSON object whose "instances" is a list (the instances are the handler's to check)."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Refused(400, f"the body is not valid JSON ({exc}): send {V1_FORM}") from exc
-    if not isinstance(body, dict):
-        raise Refused(400, f"the body is {_kind(body)}: the v1 protocol takes a JSON object {V1_FORM}")
-    if "instances" not in body:
-        keys = ", ".join(sorted(body)[:10]) or "none"
-        raise Refused(400, f'the body has no "instances" (keys: {keys}): the v1 protocol takes {V1_FORM}')
+    body = _json_object(raw, "v1", "instances", V1_FORM)
     if not isinstance(body["instances"], list):
         raise Refused(400, f'"instances" must be a list, got {_kind(body["instances"])}: send {V1_FORM}')
 
@@ -97,15 +89,20 @@ def check_envelope(raw: bytes) -> None:
 def check_v2_envelope(raw: bytes) -> Any:
     """The parsed v2 JSON body, or 400 unless it is a JSON object with "inputs" (the tensors are the handler's to
     check: it knows the datatypes and shapes its task takes)."""
+    return _json_object(raw, "v2", "inputs", V2_FORM)
+
+
+def _json_object(raw: bytes, protocol: str, key: str, form: str) -> dict[str, Any]:
+    """``raw`` parsed: a JSON object holding ``key``, else 400 saying what it is and what ``protocol`` takes."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise Refused(400, f"the body is not valid JSON ({exc}): send {V2_FORM}") from exc
+        raise Refused(400, f"the body is not valid JSON ({exc}): send {form}") from exc
     if not isinstance(body, dict):
-        raise Refused(400, f"the body is {_kind(body)}: the v2 protocol takes a JSON object {V2_FORM}")
-    if "inputs" not in body:
+        raise Refused(400, f"the body is {_kind(body)}: the {protocol} protocol takes a JSON object {form}")
+    if key not in body:
         keys = ", ".join(sorted(body)[:10]) or "none"
-        raise Refused(400, f'the body has no "inputs" (keys: {keys}): the v2 protocol takes {V2_FORM}')
+        raise Refused(400, f'the body has no "{key}" (keys: {keys}): the {protocol} protocol takes {form}')
     return body
 
 

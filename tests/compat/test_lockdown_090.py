@@ -15,13 +15,11 @@ import json
 import os
 import shutil
 import signal
-import site
 import socket
 import subprocess
 import sys
 import threading
 import time
-import venv
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,23 +36,6 @@ from toolkit._spec.parse import parse_spec
 REPO = Path(__file__).resolve().parents[2]
 STOCK = json.loads((REPO / "tests" / "serve" / "fixtures" / "stock_wrapper_090.json").read_text())
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def torchserve_090(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """torchserve 0.9.0 in a venv that borrows torch from the dev venv (see test_torchserve_090.py)."""
-    env_dir = tmp_path_factory.mktemp("ts090-lockdown") / "venv"
-    venv.create(env_dir, with_pip=False)
-    py = env_dir / "bin" / "python"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
-         "torchserve==0.9.0", "torch-model-archiver==0.9.0", "setuptools<70"],
-        check=True, capture_output=True, text=True,
-    )
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    Path(purelib, "dev-venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    return env_dir / "bin" / "torchserve"
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,6 @@ setuptools<70 in that venv.
 from __future__ import annotations
 
 import math
-import site
-import subprocess
-import sys
-import venv
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,26 +21,6 @@ from toolkit._spec.parse import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def torchserve_090(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    env_dir = tmp_path_factory.mktemp("ts090") / "venv"
-    venv.create(env_dir, with_pip=False)
-    py = env_dir / "bin" / "python"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
-         "torchserve==0.9.0", "torch-model-archiver==0.9.0", "setuptools<70"],
-        check=True, capture_output=True, text=True,
-    )
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    # after its own site-packages: ts 0.9.0 wins, torch/transformers/yaml come from the dev venv
-    Path(purelib, "dev-venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    version = subprocess.run([str(py), "-c", "import ts.version; print(ts.version.__version__)"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    assert version == "0.9.0"
-    return env_dir / "bin" / "torchserve"
 
 
 @pytest.fixture(scope="module")
