@@ -372,3 +372,32 @@ def test_v2_64_mb_body_is_413_naming_the_limit(v2_front: FrontDoor, tiny_model: 
     bad = probe(v2_front, tiny_model, post_v2(v2_front, body))
     assert bad.status_code == 413
     assert str(v2_front.max_request_size) in bad.json()["error"] and "max_request_size" in bad.json()["error"]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_tritonclient_gets_the_v1_predictions_from_both_runtimes(v2_front: FrontDoor, tiny_model: TinyModel,
+                                                                binary: bool) -> None:
+    """tritonclient's HTTP client (a v2 client nobody here wrote), JSON and its binary extension: the outputs are
+    v1's predictions, FP32 [N, 3], through the python runtime and through the wrapper in front of TorchServe."""
+    import numpy as np
+    from tritonclient.http import InferenceServerClient, InferInput
+    from tritonclient.utils import InferenceServerException
+
+    rows = [[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 0.0, 2.0]]
+    client = InferenceServerClient(url=v2_front.predictor.url.removeprefix("http://"))
+    try:
+        assert client.is_server_ready() and client.is_model_ready(MODEL)
+        given = InferInput("input-0", [2, 4], "FP32")
+        given.set_data_from_numpy(np.array(rows, dtype=np.float32), binary_data=binary)
+        result = client.infer(MODEL, [given])
+        outputs = result.get_response()["outputs"]
+        assert [(o["name"], o["datatype"], o["shape"]) for o in outputs] == [("output-0", "FP32", [2, 3])]
+        assert_rows_close(result.as_numpy("output-0").tolist(), tiny_model.predict(rows))
+        v1 = httpx.post(v2_front.predict_url, json={"instances": rows}, timeout=60).json()["predictions"]
+        assert_rows_close(v1, tiny_model.predict(rows))
+        wrong = InferInput("input-0", [1, 4], "BYTES")
+        wrong.set_data_from_numpy(np.array([["a", "b", "c", "d"]], dtype=np.object_), binary_data=binary)
+        with pytest.raises(InferenceServerException, match="input 'input-0'"):
+            client.infer(MODEL, [wrong])
+    finally:
+        client.close()
