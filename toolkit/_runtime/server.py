@@ -44,6 +44,7 @@ from .._front_door import (
 )
 from .._layout import TS_DEFAULT_MAX_REQUEST
 from .._metrics import runtime_middleware, serve_metrics_port
+from .._v2_metadata import V2Signature, folder_v2_signature
 from .batcher import Batcher
 from .handling import Answer, media_type
 from .handling import Request as HandlerRequest
@@ -61,6 +62,7 @@ class RuntimeModel(Model):
         super().__init__(name)
         self.loaded: LoadedModel | None = None
         self.batcher: Batcher | None = None
+        self._v2: V2Signature | None = None
 
     def attach(self, loaded: LoadedModel, queue_size: int) -> None:
         """The handler is loaded: serve it (called from the loading thread; readiness flips last)."""
@@ -80,6 +82,19 @@ class RuntimeModel(Model):
         if self.batcher is not None:
             self.batcher.close()
         self.ready = False
+
+    def v2_signature(self) -> V2Signature:
+        """What GET /v2/models/M answers, from the unpacked archive (toolkit/_v2_metadata.py, as the TorchServe
+        path's wrapper answers it); empty lists until the model is loaded."""
+        if self._v2 is None and self.loaded is not None:
+            self._v2 = folder_v2_signature(self.loaded.model_dir)
+        return self._v2 or V2Signature()
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return self.v2_signature().inputs
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return self.v2_signature().outputs
 
     async def predict(
         self, payload: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None

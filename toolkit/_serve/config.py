@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .._errors import ServeError
 from .._layout import MODEL_STORE, TS_DEFAULT_MAX_REQUEST, parse_properties, parse_snapshot, set_properties
 from .._metrics import METRICS_CONFIG_KEY, layout_metrics_file
+from .._v2_metadata import V2Signature, archive_v2_signature
 
 Connector = Literal["inference", "management", "metrics"]
 
@@ -194,3 +195,16 @@ def read_max_request_size(path: Path) -> int:
     """The largest request body TorchServe takes (max_request_size), which the wrapper enforces in front of it."""
     value = parse_properties(path.read_text(encoding="utf-8")).get("max_request_size", "")
     return int(value) if value.strip().isdigit() else TS_DEFAULT_MAX_REQUEST
+
+
+def read_v2_signatures(path: Path, model_store: Path | None = None) -> dict[str, V2Signature]:
+    """What each model answers at GET /v2/models/M, from its archive in the model store (given, else the config's
+    ``model_store``, else the layout's model-store/ beside config/), the first snapshot version of a name."""
+    props = parse_properties(path.read_text(encoding="utf-8"))
+    store = model_store or Path(props.get("model_store") or path.parent.parent / MODEL_STORE)
+    _, entries = parse_snapshot(props.get("model_snapshot"), [])
+    signatures: dict[str, V2Signature] = {}
+    for entry in entries:
+        if entry.name not in signatures:
+            signatures[entry.name] = archive_v2_signature(store / (entry.mar_name or f"{entry.name}.mar"))
+    return signatures

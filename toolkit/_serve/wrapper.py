@@ -70,7 +70,8 @@ from .._front_door import (
     too_large_message,
 )
 from .._layout import TS_DEFAULT_MAX_REQUEST
-from .config import read_max_request_size, read_wrapper_config
+from .._v2_metadata import V2Signature
+from .config import read_max_request_size, read_v2_signatures, read_wrapper_config
 from .processes import terminate_group
 from .readiness import poll_readiness
 from .stock import stock_error, stock_models_ready, stock_payload, stock_ready, stock_transport_error
@@ -209,10 +210,18 @@ class TorchServeModel(Model):
     413 (too large) or 503 (queue full) kept their status. We restore that: ``UpstreamError`` carries status and body.
     """
 
-    def __init__(self, name: str, management_url: str, upstream: TorchServeUpstream) -> None:
+    def __init__(self, name: str, management_url: str, upstream: TorchServeUpstream,
+                 v2: V2Signature | None = None) -> None:
         super().__init__(name)
         self.management_url = management_url
         self.upstream = upstream
+        self.v2 = v2 or V2Signature()  # GET /v2/models/M, from the archive (toolkit/_v2_metadata.py)
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return self.v2.inputs
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return self.v2.outputs
 
     def load(self) -> bool:
         # kserve calls load() on the event loop for a model that is not ready: never block there. Readiness comes
@@ -381,7 +390,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--answers", choices=("ours", "image"), default="ours",
                         help="image: answer as the stock pytorch/torchserve-kfs image's wrapper (toolkit._serve.stock)")
     parser.add_argument("--model-store", type=Path, default=None,
-                        help="where the archives are (default: model_store in the config); --answers image only")
+                        help="where the archives are (default: model_store in the config)")
     return parser.parse_args(argv)
 
 
@@ -395,7 +404,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     limit = read_max_request_size(args.config)
     stock = args.answers == "image"
     upstream = TorchServeUpstream(inference_url, timeout_s=args.request_timeout, max_request_size=limit, stock=stock)
-    models = [TorchServeModel(name, management_url, upstream) for name in names]
+    v2 = read_v2_signatures(args.config, args.model_store)
+    models = [TorchServeModel(name, management_url, upstream, v2.get(name)) for name in names]
     if stock:
         stock_models_ready(models, args.config, args.model_store)
     _RESTServer.host = args.host
