@@ -17,6 +17,7 @@ import pytest
 from serve_support import TinyModel, add_model, assert_rows_close, copy_layout, free_port
 
 from toolkit._build.builder import build
+from toolkit._layout import read_layout
 from toolkit._serve import Runtime, serve
 from toolkit._spec.parse import parse_spec
 
@@ -62,7 +63,8 @@ def _tensors(metadata: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {key: metadata[key] for key in ("inputs", "outputs")}
 
 
-def test_both_runtimes_answer_the_same_true_metadata(servers: dict[str, Any]) -> None:
+def test_both_runtimes_answer_the_same_true_metadata(servers: dict[str, Any], tensor_layout: Path) -> None:
+    version = read_layout(tensor_layout).entries[0].version  # the versioned URLs answer as the unversioned
     answers: dict[str, dict[str, Any]] = {}
     for runtime, predictor in servers.items():
         client = _client(predictor)
@@ -72,6 +74,8 @@ def test_both_runtimes_answer_the_same_true_metadata(servers: dict[str, Any]) ->
                 assert metadata["name"] == model
                 assert _tensors(metadata) == EXPECTED[model], (runtime, metadata)
                 answers[f"{runtime} {model}"] = metadata
+                assert client.get_model_metadata(model, model_version=version) == metadata, runtime
+                assert client.is_model_ready(model, model_version=version), runtime
         finally:
             client.close()
     for model in EXPECTED:

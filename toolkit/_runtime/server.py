@@ -44,7 +44,7 @@ from .._front_door import (
 )
 from .._layout import TS_DEFAULT_MAX_REQUEST
 from .._metrics import runtime_middleware, serve_metrics_port
-from .._v2_metadata import V2Signature, folder_v2_signature
+from .._v2_metadata import V2Signature, add_versioned_routes, folder_v2_signature
 from .batcher import Batcher
 from .handling import Answer, media_type
 from .handling import Request as HandlerRequest
@@ -179,6 +179,7 @@ class RuntimeRESTServer(RESTServer):
         app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"], tags=["V2"])
         app.add_api_route("/v2/models/{model_name}/versions/{model_version}/infer", infer, methods=["POST"],
                           tags=["V2"])
+        add_versioned_routes(app, self.dataplane)  # kserve's answer 501
         super()._register_endpoints(app)
 
     def _add_exception_handlers(self, app: FastAPI) -> None:

@@ -70,7 +70,7 @@ from .._front_door import (
     too_large_message,
 )
 from .._layout import TS_DEFAULT_MAX_REQUEST
-from .._v2_metadata import V2Signature
+from .._v2_metadata import V2Signature, add_versioned_routes
 from .config import read_max_request_size, read_v2_signatures, read_wrapper_config
 from .processes import terminate_group
 from .readiness import poll_readiness
@@ -285,6 +285,7 @@ class _RESTServer(RESTServer):
         else:  # kserve's own v2 route would parse every tensor into its InferRequest, then re-encode it
             for path in ("/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer"):
                 app.add_api_route(path, self._v2_infer(), methods=["POST"], response_model=None)
+            add_versioned_routes(app, self.dataplane)  # metadata and readiness: kserve's answer 501
         super()._register_endpoints(app)
 
     def _v2_infer(self) -> Any:
