@@ -80,7 +80,7 @@ def set_ports(layout: Path) -> dict[str, int]:
     ports = {"inference": free_port(), "metrics": free_port(), "grpc": free_port(), "grpc_management": free_port()}
     config = layout / "config" / "config.properties"
     text = config.read_text()
-    for old, new in (("0.0.0.0:8085", f"127.0.0.1:{ports['inference']}"),
+    for old, new in (("127.0.0.1:8085", f"127.0.0.1:{ports['inference']}"),
                      ("0.0.0.0:8082", f"127.0.0.1:{ports['metrics']}"),
                      ("grpc_inference_port=7070", f"grpc_inference_port={ports['grpc']}"),
                      ("grpc_management_port=7071", f"grpc_management_port={ports['grpc_management']}")):
