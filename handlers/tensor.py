@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,19 @@ class TensorHandler(BaseHandler[torch.Tensor, torch.Tensor]):
             # Without options.shape the model alone knows what a sample is. Once it has served another shape, a
             # pass of this shape failing is the client's instances, not the model: a 400 that says so (the first
             # line of torch's error: TorchScript appends its own traceback to the message).
+            # Before any pass has succeeded, torch's words decide: a shape its layers refuse (a matmul, a conv's
+            # channels, a size mismatch) is the instances' shape too.
             served = sorted(self.served_shapes)
             if self.shape is None and served and shape not in served:
                 raise InvalidRequest(
                     f"instances of shape {list(shape)} do not fit the model, which has served shape(s) "
                     f"{[list(s) for s in served]} ({_first_line(exc)}); set options.shape in mar.yaml to have "
                     "them checked up front", 400,
+                ) from exc
+            if self.shape is None and not served and _SHAPE_REFUSED.search(_first_line(exc)):
+                raise InvalidRequest(
+                    f"instances of shape {list(shape)} do not fit the model ({_first_line(exc)}); set "
+                    "options.shape in mar.yaml to have them checked up front", 400,
                 ) from exc
             raise
         self.served_shapes.add(shape)
@@ -123,6 +131,13 @@ class TensorHandler(BaseHandler[torch.Tensor, torch.Tensor]):
             return list(outputs)  # rows as tensors: v2 answers their dtype
         best = outputs.reshape(len(outputs), -1).argmax(dim=1).tolist()
         return [self.class_names[i] for i in best] if self.class_names else best
+
+
+# torch's messages for an input whose shape a layer cannot take (matmul, linear, conv, cat, view, batch norm)
+_SHAPE_REFUSED = re.compile(
+    r"shapes cannot be multiplied|size mismatch|must match the size|Given groups=|to have \d+ channels"
+    r"|Expected \d+D|expected \d+D|input of size|is invalid for input of size|Expected input batch_size"
+)
 
 
 def _first_line(exc: BaseException) -> str:

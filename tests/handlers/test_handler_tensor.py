@@ -74,9 +74,11 @@ def test_eager_model_with_mixed_good_and_bad_requests(archive, regressor):
 def test_a_wrongly_shaped_request_fails_alone_and_a_declared_shape_makes_it_400(archive, regressor):
     folder = regressor["folder"]
     served = archive("tensor", folder / "state.pth", model_file=folder / "net.py")
-    # Before any pass has succeeded the model's failure cannot be told from a bug in it: 500, torch's words.
+    # Before any pass has succeeded, torch's words say a layer refused the instances' shape: 400 all the same.
     [first] = served.batch(v1([[1.0, 2.0, 3.0]]))
-    assert first.status == 500 and "mat1 and mat2 shapes cannot be multiplied" in first.body["error"]
+    assert first.status == 400, first.body
+    assert first.body["error"].startswith("instances of shape [3] do not fit the model (")
+    assert "mat1 and mat2 shapes cannot be multiplied" in first.body["error"]
     # Once shape [4] has been served, a pass of shape [3] failing is the client's: 400, alone in its batch.
     answers = served.batch(v1(ROWS[:1]), v1([[1.0, 2.0, 3.0]]))
     assert [a.status for a in answers] == [200, 400]
