@@ -139,3 +139,19 @@ def test_without_the_images_python_check_says_it_could_not_try(
     assert "could not load it the way pytorch/torchserve-kfs:0.9.0 would" in problem.message
     assert "no Python 3.9" in problem.message and "pyenv" in problem.hint
     assert not list((tmp_path / "empty-cache").rglob(".complete"))  # nothing half-made is left to be used
+
+
+def test_check_no_probe_loads_nothing_and_makes_no_venv(layouts: dict[str, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check --no-probe` (a machine without the image's Python or an index): the model type newer than the image
+    goes unseen, and no venv is made."""
+    from click.testing import CliRunner
+
+    from toolkit._cli import cli
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MAR_BUILD_CACHE_DIR", str(cache))
+    done = CliRunner().invoke(cli, ["check", "--no-probe", "--json", str(layouts["modernbert"])])
+    assert done.exit_code == 0, done.output
+    assert "config.json" not in done.output
+    assert not (cache / "compat").exists()

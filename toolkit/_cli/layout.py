@@ -63,11 +63,14 @@ def _model_lines(m: ModelSummary) -> list[str]:
 @click.option("--runtime-version", metavar="TAG",
               help=f"The pytorch/torchserve-kfs tag the pod runs (default {DEFAULT_TAG}, KServe's; known: "
               f"{', '.join(TAGS)}; -gpu tags too).")
+@click.option("--no-probe", is_flag=True,
+              help="Skip the real load of each transformers folder with the image's transformers (a venv on the "
+              "image's Python, made once from the package index): for a machine without either.")
 @json_option("the report")
-def check_command(path: Path, runtime: Runtime, runtime_version: str | None, as_json: bool) -> None:
+def check_command(path: Path, runtime: Runtime, runtime_version: str | None, no_probe: bool, as_json: bool) -> None:
     """Preflight a layout (ours or hand-written) for the pod's image: exit 1 with every problem listed, each with
     its fix."""
-    report = check_layout(path, runtime=runtime, runtime_version=runtime_version)
+    report = check_layout(path, runtime=runtime, runtime_version=runtime_version, probe=not no_probe)
     finish(report, as_json=as_json, show=_show_report, status=0 if report.ok else 1)
 
 
