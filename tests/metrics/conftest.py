@@ -15,9 +15,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from metrics_support import Served, ServeProcess, free_port
+from metrics_support import Served
 from monitor.prometheus_support import Prometheus, start_prometheus
 from samples.samples_support import prepare_once
+from serve.serve_support import ServeProcess, free_port
+
+STARTUP_S = 400  # the server start under serve's --startup-timeout 400, read line by line
+
+
+def _starts(prefix: str) -> Callable[[str], bool]:
+    return lambda line: line.strip().startswith(prefix)
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +51,11 @@ def served(text_layout: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         process = ServeProcess(args + (["--json"] if runtime == "torchserve" else []))
         processes.append(process)
         if runtime == "torchserve":
-            info = json.loads(process.wait_for("{"))
+            info = json.loads(process.wait_for(_starts("{"), STARTUP_S))
             url, metrics_url, printed = info["url"], info["metrics_url"], ""
         else:
-            url = process.wait_for("predict").split()[-1].split("/v1/")[0]
-            printed = process.wait_for("metrics")
+            url = process.wait_for(_starts("predict"), STARTUP_S).split()[-1].split("/v1/")[0]
+            printed = process.wait_for(_starts("metrics"), STARTUP_S)
             metrics_url = printed.split()[2]
         running[runtime] = Served(runtime, url, metrics_url, metrics_port, printed)
         return running[runtime]
@@ -57,7 +64,7 @@ def served(text_layout: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield start
     finally:
         for process in processes:
-            process.stop()
+            process.stop_hard(grace=90)
 
 
 @pytest.fixture(scope="session")

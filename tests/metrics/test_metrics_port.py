@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from metrics_support import free_port
+from serve.serve_support import free_port
 
 from toolkit import ServeError
 from toolkit._layout import parse_properties

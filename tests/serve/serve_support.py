@@ -3,22 +3,82 @@
 from __future__ import annotations
 
 import json
+import os
+import queue
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from toolkit._serve import LocalPredictor, ServeEvent
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class ServeProcess:
+    """`python -m toolkit serve ...` in a subprocess, its stdout lines collected by a thread."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, preexec: Any = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "toolkit", "serve", *args], cwd=REPO, env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, predicate: object, timeout: float = 240) -> str:
+        """The first output line for which predicate(line) is true; fail with the output so far otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.seen.append(line)
+            if predicate(line):  # type: ignore[operator]
+                return line
+        self.stop_hard()
+        pytest.fail("mar-build serve did not get there; its output:\n" + "\n".join(self.seen))
+
+    def output_until_exit(self, timeout: float = 120) -> str:
+        self.proc.wait(timeout)
+        time.sleep(0.2)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "\n".join(self.seen)
+
+    def stop_hard(self, grace: float = 60) -> None:
+        """Ctrl-C, then a kill after ``grace`` seconds."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
 
 
 def processes_mentioning(marker: str) -> list[str]:

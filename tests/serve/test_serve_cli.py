@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,62 +11,13 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from serve_support import TinyModel, assert_rows_close, copy_layout, free_port, processes_mentioning
+from serve_support import ServeProcess, TinyModel, assert_rows_close, copy_layout, free_port, processes_mentioning
 
 from toolkit import LayoutError
 from toolkit._cli import cli
 from toolkit._serve import serve
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class ServeProcess:
-    """`python -m toolkit serve ...` in a subprocess, its stdout lines collected by a thread."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, preexec: Any = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "toolkit", "serve", *args], cwd=REPO, env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, predicate: object, timeout: float = 240) -> str:
-        """The first output line for which predicate(line) is true; fail with the output so far otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            self.seen.append(line)
-            if predicate(line):  # type: ignore[operator]
-                return line
-        self.stop_hard()
-        pytest.fail("mar-build serve did not get there; its output:\n" + "\n".join(self.seen))
-
-    def output_until_exit(self, timeout: float = 120) -> str:
-        self.proc.wait(timeout)
-        time.sleep(0.2)
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        return "\n".join(self.seen)
-
-    def stop_hard(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def set_ports(layout: Path) -> dict[str, int]:
