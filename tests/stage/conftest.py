@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from oci_support import TEST_PASSWORD, TEST_USER, OciRegistry
-from s3_support import DUMMY_CREDENTIALS, MotoServer, kserve_download, make_layout, start_moto
+from s3_support import MotoServer, kserve_download, make_layout, moto_session
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,29 +34,9 @@ def hash_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     """moto_server on a free 127.0.0.1 port for the session, with dummy credentials in the environment."""
-    home = tmp_path_factory.mktemp("aws")
-    env = {
-        **DUMMY_CREDENTIALS,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        # Keep the developer's ~/.aws out of the tests (and their real credentials out of the requests).
-        "AWS_CONFIG_FILE": str(home / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
-    }
-    saved = {k: os.environ.get(k) for k in [*env, "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                                            "AWS_SESSION_TOKEN"]}
-    for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
-        os.environ.pop(k, None)
-    os.environ.update(env)
-    server = start_moto(home / "moto.log")
-    try:
+    # ~/.aws stays out of the tests (and the developer's real credentials out of the requests)
+    with moto_session(tmp_path_factory.mktemp("aws")) as server:
         yield server
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

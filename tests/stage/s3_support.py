@@ -6,6 +6,7 @@ import ...``); the fixtures built on them are in tests/stage/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import sys
 import time
 import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,32 @@ def start_moto(log: Path, env: Mapping[str, str] | None = None, timeout: float =
                 server.stop()
                 raise RuntimeError(f"moto_server did not start: {log.read_text(errors='replace')[-2000:]}") from None
             time.sleep(0.05)
+
+
+# What a developer's environment may hold that would send the tests' S3 calls elsewhere or sign them as someone.
+DEVELOPER_AWS = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN")
+
+
+@contextlib.contextmanager
+def moto_session(home: Path, extra_env: Mapping[str, str] | None = None,
+                 cleared: tuple[str, ...] = ()) -> Iterator[MotoServer]:
+    """moto_server for a test session, with dummy credentials in os.environ and the developer's AWS files and
+    settings (``DEVELOPER_AWS``, ``cleared``) out of it; the environment is restored afterwards."""
+    env = {
+        **DUMMY_CREDENTIALS,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(home / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+        **(extra_env or {}),
+    }
+    with mock.patch.dict(os.environ, env):
+        for key in (*DEVELOPER_AWS, *cleared):
+            os.environ.pop(key, None)
+        server = start_moto(home / "moto.log")
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def s3_env(endpoint: str) -> AbstractContextManager[object]:
