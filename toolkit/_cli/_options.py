@@ -131,3 +131,14 @@ def runtime_options(runtimes: Sequence[str]) -> Callable[[F], F]:
         return fn
 
     return decorate
+
+
+def key_value_pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """A click callback: repeated KEY=VALUE options as a dict (the last value of a key wins)."""
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx=ctx, param=param)
+        out[key] = value
+    return out

@@ -7,18 +7,8 @@ from pathlib import Path
 import click
 
 from . import cli
-from ._options import json_option
+from ._options import json_option, key_value_pairs
 from ._output import finish
-
-
-def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{value!r} is not KEY=VALUE", ctx=ctx, param=param)
-        out[key] = rest
-    return out
 
 
 @cli.command("pipeline")
@@ -26,7 +16,7 @@ def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="The pipeline YAML to write (upload it in the Kubeflow Pipelines UI, or with kfp.Client).")
 @click.option("--image", required=True, metavar="IMAGE",
               help="REGISTRY/REPOSITORY:TAG of the image every step runs in: mar-build with its pipelines extra.")
-@click.option("--env", "env", multiple=True, callback=_pairs, metavar="KEY=VALUE",
+@click.option("--env", "env", multiple=True, callback=key_value_pairs, metavar="KEY=VALUE",
               help="An environment variable for every step, e.g. MLFLOW_TRACKING_URI=http://mlflow.kubeflow:5000 "
               "(repeatable; written into the file: no secrets).")
 @json_option()

@@ -19,18 +19,8 @@ from .._render import (
     render,
 )
 from . import cli
-from ._options import json_option, option, runtime_options, s3_endpoint_option, s3_region_option
+from ._options import json_option, key_value_pairs, option, runtime_options, s3_endpoint_option, s3_region_option
 from ._output import finish
-
-
-def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx=ctx, param=param)
-        out[key] = value
-    return out
 
 
 @cli.command("render")
@@ -59,8 +49,9 @@ def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("--deployment-mode", type=click.Choice(DEPLOYMENT_MODES), help="serving.kserve.io/deploymentMode.")
 @click.option("--canary-traffic-percent", type=click.IntRange(0, 100), help="Traffic share of the new revision.")
 @click.option("--service-account", help="ServiceAccount the predictor runs as (with S3 options: the one created).")
-@click.option("--label", "labels", multiple=True, callback=_pairs, metavar="KEY=VALUE", help="Label (repeatable).")
-@click.option("--annotation", "annotations", multiple=True, callback=_pairs, metavar="KEY=VALUE",
+@click.option("--label", "labels", multiple=True, callback=key_value_pairs, metavar="KEY=VALUE",
+              help="Label (repeatable).")
+@click.option("--annotation", "annotations", multiple=True, callback=key_value_pairs, metavar="KEY=VALUE",
               help="Annotation (repeatable).")
 @click.option("--monitor", type=click.Choice(MONITORS),
               help="How Prometheus finds the pods: annotations (KServe's scraping annotation), podmonitor or "
