@@ -83,3 +83,13 @@ def make_temp_dir(parent: str | os.PathLike[str], name: str, *, mode: int = PUBL
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent))
     tmp.chmod(mode)
     return tmp
+
+
+def cache_dir() -> Path:
+    """Where mar-build keeps its caches: $MAR_BUILD_CACHE_DIR, else $XDG_CACHE_HOME/mar-build, else
+    ~/.cache/mar-build (stage's hashes and OCI layers, check's image venvs and probe answers)."""
+    explicit = os.environ.get("MAR_BUILD_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "mar-build"

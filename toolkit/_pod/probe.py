@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .._files import write_atomic
+from .._files import cache_dir, write_atomic
 from .images import ImageFacts
 
 log = logging.getLogger("toolkit.pod")
@@ -69,15 +69,6 @@ class ProbeResult:
     ids: list[list[int]] | None = None
 
 
-def cache_root() -> Path:
-    # The same place as _stage.hashcache.cache_dir (which _layout cannot import: _stage imports _layout).
-    explicit = os.environ.get("MAR_BUILD_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "mar-build"
-
-
 def find_python(version: str) -> Path | None:
     """An interpreter of ``version`` (``"3.9"``) that runs: $MAR_BUILD_COMPAT_PYTHON when set (and then only it),
     else pyenv's, else pythonX.Y on PATH (which may be a pyenv shim that refuses to run that version)."""
@@ -112,7 +103,7 @@ def _pins(facts: ImageFacts) -> list[str]:
 def image_venv(facts: ImageFacts) -> tuple[Path | None, str]:
     """The python of the cached venv holding ``facts``' transformers and tokenizers, made on first use; or None and
     why it cannot be had."""
-    venv = cache_root() / "compat" / venv_name(facts)
+    venv = cache_dir() / "compat" / venv_name(facts)
     python = venv / "bin" / "python"
     if (venv / ".complete").is_file():
         return python, ""
@@ -154,7 +145,7 @@ def probe_folder(python: Path | str, folder: Path) -> ProbeResult:
     """Load ``folder``'s config and tokenizer with ``python`` (the image venv's, or sys.executable for today's).
     The answer is remembered per interpreter, libraries and file contents: asking again costs nothing."""
     key = _probe_key(python, folder)
-    remembered = cache_root() / "compat" / "probes" / f"{key}.json"
+    remembered = cache_dir() / "compat" / "probes" / f"{key}.json"
     try:
         return ProbeResult(**json.loads(remembered.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):

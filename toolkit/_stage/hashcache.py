@@ -17,21 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .._files import PRIVATE_FILE, write_atomic
+from .._files import PRIVATE_FILE, cache_dir, write_atomic
 
 log = logging.getLogger("toolkit.stage")
 
 _RACY_NS = 2_000_000_000
 _MAX_ENTRIES = 2000
-
-
-def cache_dir() -> Path:
-    """Where mar-build keeps its caches."""
-    explicit = os.environ.get("MAR_BUILD_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "mar-build"
 
 
 def _key(st: os.stat_result) -> list[int]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import _uri
 from .._errors import StagingError
+from .._files import cache_dir
 from .._layout import MODEL_STORE, check, read_layout
 from .._metrics import layout_metrics_file
 from .._uri import STAGE_SCHEMES, StorageUri
@@ -36,7 +37,7 @@ from .base import (
     is_archive_name,
     sha256_file,
 )
-from .hashcache import HashCache, cache_dir
+from .hashcache import HashCache
 
 log = logging.getLogger("toolkit.stage")
 
