@@ -13,7 +13,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -211,17 +210,3 @@ def hf_folder(tmp_path: Path) -> Path:
     (d / "tokenizer.json").write_text("{}")
     (d / "vocab.txt").write_text("[PAD]\n")
     return d
-
-
-@pytest.fixture(scope="session")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One real Prometheus for the test run (tests/monitor/prometheus_support.py), on a free loopback port, scraping
-    every second whatever targets tests add: the metrics and the monitoring tests share it (their targets carry
-    their own namespace and pod labels)."""
-    from monitor.prometheus_support import start_prometheus
-
-    server = start_prometheus(tmp_path_factory.mktemp("prometheus"))
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -5,7 +5,7 @@ Prometheus (tests/monitor/prometheus_support.py's).
 ``served``       (session) ``served(runtime)`` -> the running `mar-build serve --metrics-port P` of that layout: its
                  endpoints (``url``, ``metrics_url``, ``metrics_port``, ``printed``: the metrics line it printed);
                  each runtime starts at most once per session, on first use, and stops at its end
-``prometheus``   (session, tests/conftest.py) the one real Prometheus on loopback, scraping what the tests add
+``prometheus``   (session) a real Prometheus on loopback scraping what the tests add
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from metrics_support import Served
+from monitor.prometheus_support import Prometheus, start_prometheus
 from samples.samples_support import prepare_once
 from serve.serve_support import ServeProcess, free_port
 
@@ -64,3 +65,12 @@ def served(text_layout: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         for process in processes:
             process.stop_hard(grace=90)
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    server = start_prometheus(tmp_path_factory.mktemp("prometheus"))
+    try:
+        yield server
+    finally:
+        server.stop()
