@@ -4,8 +4,8 @@
 - stock: the same model archived by torch-model-archiver with a user-style handler (stock_handler.py), TorchServe's
          kserve envelope and batchSize 1, behind the same wrapper started by the same ``toolkit.serve``;
 - bento: BentoML 1.4 with adaptive batching (bento_service.py) from its own venv, benchmarks/results/.venv-bentoml;
-- python: the same layout as ours, served by ``toolkit.serve(..., runtime="python")`` (one process: kserve's
-          ModelServer with the handler in process, no Java).
+- python: the same layout as ours, served by ``toolkit.serve(..., runtime="python")`` (kserve's ModelServer and the
+          batcher in one process, the handler in minWorkers worker processes, or in the same process for one; no Java).
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ class Stack:
             worker = sum(_own_cpu(p) for p in worker_processes(self))
             out["frontend"] = out.pop("torchserve") - worker
             out["worker"] = worker
+        elif self.runtime == "python" and "runtime" in out:  # its worker processes, where the model has several
+            workers = [p for p in worker_processes(self) if p.pid not in self.pids]
+            if workers:
+                worker = sum(_own_cpu(p) for p in workers)
+                out["runtime"] -= worker
+                out["worker"] = worker
         return out
 
 
@@ -96,7 +102,8 @@ def ours(layout: Path, run_dir: Path, *, env: dict[str, str] | None = None) -> I
 
 @contextlib.contextmanager
 def python(layout: Path, run_dir: Path, *, env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """The same layout served by the python runtime; its one process is wrapper and worker at once."""
+    """The same layout served by the python runtime: its server process, with the model's worker processes under it
+    (or the model in the server's own process, where it has one worker)."""
     from toolkit import serve
 
     with _environ(env or {}), serve(layout, port=free_port(), workdir=run_dir, runtime="python") as predictor:
@@ -233,20 +240,21 @@ def bento(run_dir: Path, *, max_batch: int = 64) -> Iterator[Stack]:
 
 # ---- the worker process ----------------------------------------------------------------------------------------
 def worker_processes(stack: Stack) -> list[Any]:
-    """TorchServe's Python worker processes under ``stack`` (model_service_worker.py); the python runtime's process."""
+    """The processes that hold a model under ``stack``: TorchServe's Python workers (model_service_worker.py); the
+    python runtime's worker processes (toolkit._runtime.workers), or its one process where the model has one worker."""
     import psutil
 
-    if stack.runtime == "python":
-        with contextlib.suppress(psutil.NoSuchProcess):
-            return [psutil.Process(pid) for pid in stack.pids]
-        return []
+    marker = "toolkit._runtime.workers" if stack.runtime == "python" else "model_service_worker"
     found = []
     for pid in stack.pids:
         with contextlib.suppress(psutil.NoSuchProcess):
             for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                    if any("model_service_worker" in part for part in p.cmdline()):
+                    if any(marker in part for part in p.cmdline()):
                         found.append(p)
+    if not found and stack.runtime == "python":
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return [psutil.Process(pid) for pid in stack.pids]
     return found
 
 

@@ -19,10 +19,11 @@ in-process MiniLM's vectors). The parts come from TorchServe's own log lines (ti
 Then 16 concurrent copies of the request exercise batching, after which the worker's VmHWM (peak RSS) is read,
 and the handler's "loaded" log lines are counted: the model must be loaded once per worker.
 
-``--runtimes python`` (or both, the default) serves the same layout with ``serve(..., runtime="python")``: one
-process and no Java, so its parts come from its own log (runtime.log): "ts start" is serve() called -> the
-runtime's first log line (interpreter, kserve and torch imports), "load" its loader's "loaded in" figure (archive
-unpacked, handler imported, weights loaded); its one process is the worker whose peak RSS is read. A last table
+``--runtimes python`` (or both, the default) serves the same layout with ``serve(..., runtime="python")``: no
+Java, so its parts come from its own log (runtime.log): "ts start" is serve() called -> the runtime's first log
+line (interpreter and kserve imports), "load" its "loaded in" figure (archive unpacked, the model's workers started
+and loaded in parallel: handler imported, weights loaded); its worker processes (or its one process, for a model of
+one worker) are the workers whose peak RSS is read. A last table
 puts each sample's python total against the TorchServe path's (target: <= 0.5 x).
 """
 
@@ -46,7 +47,7 @@ from ._common import RESULTS, ROOT, free_port, load_note, ratio, table, write_re
 SAMPLES = ("text-classification", "embeddings", "image-classification", "custom")
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d{3})")
 _PY_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")  # logging's default asctime
-_PY_LOADED = re.compile(r"model (\S+) is ready \(loaded in ([\d.]+) s\)")
+_PY_LOADED = re.compile(r"model (\S+) is ready \(\d+ workers?, loaded in ([\d.]+) s\)")
 RUNTIMES = ("torchserve", "python")
 PYTHON_TARGET = 0.5  # python's serve-to-first-answer at most this share of the TorchServe path's
 

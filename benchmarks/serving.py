@@ -14,8 +14,9 @@ against:
 - stock  the same model archived by torch-model-archiver with a user-style BaseHandler (stock_handler.py),
          TorchServe's kserve envelope, batchSize 1, behind the same wrapper;
 - bento  BentoML 1.4 adaptive batching on the same model (bento_service.py, its own venv);
-- python the layout ours serves, served by mar-build's python runtime (toolkit.serve(..., runtime="python"): one
-         process, kserve's ModelServer with the handler in process behind an adaptive batcher, no Java).
+- python the layout ours serves, served by mar-build's python runtime (toolkit.serve(..., runtime="python"):
+         kserve's ModelServer and an adaptive batcher in one process, the handler in the model's minWorkers worker
+         processes, or in that same process for one worker; no Java).
 
 All servers run at once and the runs interleave (for each set and N: raw, then each server), so a change in the
 machine's other load lands on all of them alike. Every answer is checked against the raw model's label for its
@@ -133,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, help="ours: override the sample's batch_size")
     parser.add_argument("--delay", type=int, help="ours: override the sample's max_batch_delay (ms)")
     parser.add_argument("--workers", type=int, help="ours: override the sample's workers (min = max)")
-    parser.add_argument("--python-threads", type=int, help="python: MAR_BUILD_THREADS for its one process")
+    parser.add_argument("--python-threads", type=int, help="python: MAR_BUILD_THREADS for each of its workers")
     parser.add_argument("--quick", action="store_true", help="5 s runs, N=1,32, short texts: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -330,13 +331,13 @@ def _checks(systems: dict[str, Any]) -> list[str]:
         for set_name, runs in info["runs"].items():
             for n, r in runs.items():
                 per_request = {k: 1000 * v / max(1, r.requests) for k, v in r.server_cpu.items()}
-                split = "/".join(f"{per_request[k]:.1f}" for k in ("wrapper", "frontend", "worker", "runtime")
+                split = "/".join(f"{per_request[k]:.1f}" for k in ("wrapper", "runtime", "frontend", "worker")
                                  if k in per_request) or "-"
                 check_rows.append([name, set_name, n, r.requests, r.good_ok, r.good_wrong, r.good_failed,
                                    r.socket_errors, round(100 * r.wrk_cpu_s / r.seconds, 1),
                                    round(sum(per_request.values()), 1), split, round(100 * r.other_cpu_share)])
     return ["\nanswers checked (every one against the raw model's label) and what the load cost "
-            "(python: its one process)",
+            "(python: its server process / its workers)",
             table(["system", "set", "N", "requests", "right", "wrong", "failed", "socket err", "wrk cpu %",
                    "server cpu ms/req", "wrapper/java/worker", "other load %"], check_rows)]
 

@@ -56,6 +56,20 @@ def _add(layout: Path, name: str, mar: Path, batch_size: int) -> None:
     config.write_text(set_properties(config.read_text(), {"enable_envvars_config": "true"}))
 
 
+def stock_layout(work: Path, model: Path, *, batch_size: int) -> Path:
+    """WORK/layout: the hand-built archive ``stock`` (torch-model-archiver, stock BaseHandler) alone, env config on."""
+    layout = work / "layout"
+    (layout / "model-store").mkdir(parents=True)
+    (layout / "config").mkdir()
+    (layout / "config" / "config.properties").write_text(
+        "inference_address=http://0.0.0.0:8085\nmanagement_address=http://0.0.0.0:8085\n"
+        "grpc_inference_port=7070\nmodel_store=/mnt/models/model-store\nenable_envvars_config=false\n"
+        'model_snapshot={"name":"startup.cfg","modelCount":0,"models":{}}\n'
+    )
+    _add(layout, "stock", _stock_archive(model, work / "mar"), batch_size=batch_size)
+    return layout
+
+
 @pytest.fixture(scope="module")
 def linear(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     """A TorchScript nn.Linear(4, 3) on disk, and the module."""
@@ -92,14 +106,5 @@ def stock_served(linear: tuple[Path, object], tmp_path_factory: pytest.TempPathF
     stock kserve envelope wraps it, as TorchServe does in the pod."""
     model, module = linear
     work = tmp_path_factory.mktemp("stock")
-    layout = work / "layout"
-    (layout / "model-store").mkdir(parents=True)
-    (layout / "config").mkdir()
-    (layout / "config" / "config.properties").write_text(
-        "inference_address=http://0.0.0.0:8085\nmanagement_address=http://0.0.0.0:8085\n"
-        "grpc_inference_port=7070\nmodel_store=/mnt/models/model-store\nenable_envvars_config=false\n"
-        'model_snapshot={"name":"startup.cfg","modelCount":0,"models":{}}\n'
-    )
-    _add(layout, "stock", _stock_archive(model, work / "mar"), batch_size=8)
-    with _serve(layout, work / "run") as predictor:
+    with _serve(stock_layout(work, model, batch_size=8), work / "run") as predictor:
         yield Served(predictor, module)

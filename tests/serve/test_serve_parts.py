@@ -163,21 +163,28 @@ def test_serve_events_serialise() -> None:
     assert str(event) == event.message
 
 
-def test_the_python_runtime_gives_each_model_the_cpus_over_the_models_not_their_workers(
+def test_the_python_runtime_divides_the_cpus_by_the_workers_of_all_models_as_torchserve(
     two_models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The python runtime runs each model in one process: on N CPUs with M models each gets N // M threads, however
-    many workers model_snapshot asks TorchServe for (benchmarks/serving.py measured 1 thread where 2 were free:
-    0.61 x raw instead of 0.88 x)."""
+    """The python runtime runs minWorkers processes per model (one, in the server's own process, where it is 1 or
+    missing): on N CPUs each worker gets N // (workers of all models) threads, as on TorchServe."""
     from toolkit._serve.threads import thread_budget
 
     monkeypatch.delenv(THREADS_ENV, raising=False)
     entries = read_layout(two_models).entries
+    assert [e.settings.get("minWorkers") for e in entries] == [1, 1]
     assert pod_workers(entries, runtime="python") == 2
     one = [entries[0]]
     assert thread_budget(one, {}, cpus=2, runtime="python").threads == 2
     assert thread_budget(one, {}, cpus=4, runtime="python").threads == 4
     assert thread_budget(entries, {}, cpus=4, runtime="python").threads == 2
+    three = [SnapshotEntry("a", "1.0", {"minWorkers": 3}), SnapshotEntry("b", "1.0", {})]
+    assert pod_workers(three, runtime="python") == 4  # b: one worker, the server's process
+    assert pod_workers(three) is None  # TorchServe: one per CPU for b
+    assert thread_budget(three, {}, cpus=8, runtime="python").threads == 2
+    twice = [SnapshotEntry("a", "1.0", {"minWorkers": 2}), SnapshotEntry("a", "2.0", {"minWorkers": 2})]
+    assert pod_workers(twice, runtime="python") == 2  # it serves the first version of a name
+    assert pod_workers(twice) == 4  # TorchServe loads both
     workers = pod_workers(one)
     assert workers is not None
     assert thread_budget(one, {}, cpus=4).threads == threads_per_worker(4, workers)  # TorchServe: per worker

@@ -38,6 +38,10 @@ class SnapshotEntry:
         value = self.settings.get("marName")
         return value if isinstance(value, str) else None
 
+    def archive(self, layout: Path) -> Path:
+        """The .mar this entry serves from ``layout``'s model store (``marName``, else NAME.mar, as TorchServe)."""
+        return layout / MODEL_STORE / (self.mar_name or f"{self.name}.mar")
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "settings": dict(self.settings)}
 

@@ -25,19 +25,20 @@ def _count(value: object) -> int | None:
 
 
 def pod_workers(entries: Iterable[SnapshotEntry], *, runtime: Runtime = "torchserve") -> int | None:
-    """The workers that run the layout's models: on TorchServe, the minWorkers it starts, summed over the models
-    (None when some model's snapshot entry has none: TorchServe then starts one worker per CPU or GPU it sees); on
-    the python runtime, one per model (it runs each model in one process, whatever minWorkers says)."""
-    entries = list(entries)
-    if runtime == "python":
-        return len({entry.name for entry in entries}) or None
+    """The workers that run the layout's models: the minWorkers each model starts, summed over the models (None on
+    TorchServe when some entry has none: it then starts one worker per CPU or GPU it sees). The python runtime
+    serves the first entry of a name only, and starts one worker, in its own process, where minWorkers is missing."""
     total = 0
+    seen: set[str] = set()
     for entry in entries:
+        if runtime == "python" and entry.name in seen:
+            continue
+        seen.add(entry.name)
         count = _count(entry.settings.get("minWorkers"))
-        if count is None:
+        if count is None and runtime != "python":
             return None
-        total += count
-    return total
+        total += count or 1
+    return total or None
 
 
 def threads_per_worker(cpus: int, workers: int) -> int:

@@ -53,6 +53,28 @@ def declare_layout_metrics(properties: Mapping[str, str], layout: Path) -> list[
     return sorted(declared)
 
 
+def record_handler_metrics() -> None:
+    """In a worker process of the python runtime: record handler metrics for the server process to export."""
+    from . import registry
+
+    registry.record_handler_metrics()
+
+
+def drain_handler_metrics() -> list[tuple[str, str, float, list[str]]]:
+    """What a worker process recorded since the last call (imports prometheus_client)."""
+    from . import registry
+
+    return registry.drain_handler_metrics()
+
+
+def replay_handler_metrics(records: list[tuple[str, str, float, list[str]]]) -> None:
+    """In the server process: export a worker process's recorded handler metrics (imports prometheus_client)."""
+    if records:
+        from . import registry
+
+        registry.replay_handler_metrics(records)
+
+
 def runtime_middleware() -> type[StatusCounter]:
     """The ASGI middleware that counts the python runtime's responses by status class (imports prometheus_client)."""
     from .registry import StatusCounter
@@ -69,6 +91,7 @@ def serve_metrics_port(host: str) -> int | None:
 
 __all__ = [
     "ALL_METRICS", "BY_NAME", "HANDLER_METRICS", "METRICS_CONFIG_KEY", "METRICS_PORT_ENV", "TORCHSERVE_METRICS",
-    "Metric", "declare_layout_metrics", "handler_metrics", "layout_metrics_file", "metrics_findings", "metrics_yaml",
-    "names", "parse_declared", "runtime_metrics", "runtime_middleware", "serve_metrics_port", "write_metrics_file",
+    "Metric", "declare_layout_metrics", "drain_handler_metrics", "handler_metrics", "layout_metrics_file",
+    "metrics_findings", "metrics_yaml", "names", "parse_declared", "record_handler_metrics", "replay_handler_metrics",
+    "runtime_metrics", "runtime_middleware", "serve_metrics_port", "write_metrics_file",
 ]

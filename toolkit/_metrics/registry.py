@@ -177,6 +177,9 @@ class HandlerMetrics:
 
     def update(self, name: str, value: float, values: list[str]) -> None:
         self.reported[name] += 1
+        if _RECORDED is not None:  # a worker process: the server process exports it (replay)
+            _RECORDED.append((self.model_name, name, float(value), values))
+            return
         declared = _DECLARED.get(name)
         if declared is None or not declared.update(float(value), values):
             self.dropped[name] += 1
@@ -225,6 +228,36 @@ class HandlerMetrics:
 
     def set_request_ids(self, request_ids: Any) -> None:
         self.request_ids = request_ids
+
+
+# A worker process records its handlers' metrics here instead of exporting them; the server process replays them.
+_RECORDED: list[tuple[str, str, float, list[str]]] | None = None
+
+
+def record_handler_metrics() -> None:
+    """From now on, handler metrics of this process are recorded for ``drain_handler_metrics`` (a worker process)."""
+    global _RECORDED
+    _RECORDED = []
+
+
+def drain_handler_metrics() -> list[tuple[str, str, float, list[str]]]:
+    """The handler metrics recorded since the last drain: (model, metric, value, label values)."""
+    if _RECORDED is None:
+        return []
+    records = list(_RECORDED)
+    _RECORDED.clear()
+    return records
+
+
+@cache
+def _replaying(model_name: str) -> HandlerMetrics:
+    return HandlerMetrics(model_name)
+
+
+def replay_handler_metrics(records: Iterable[tuple[str, str, float, list[str]]]) -> None:
+    """Export what a worker process recorded, as if its handler had reported it here."""
+    for model_name, name, value, values in records:
+        _replaying(model_name).update(name, value, values)
 
 
 class StatusCounter:

@@ -30,15 +30,15 @@ def thread_budget(
         return None
     cpus = cpu_count(cpu_limit)
     threads = threads_per_worker(cpus, workers)
-    # GPU workers wait on the device, not on the CPUs; the python runtime runs one process per model, whatever
-    # min_workers says, so the advice about min_workers is TorchServe's only.
-    if not gpus and runtime == "torchserve":
-        _advise(entries, workers, cpus, cpu_limit, threads)
+    # GPU workers wait on the device, not on the CPUs.
+    if not gpus:
+        _advise(entries, workers, cpus, cpu_limit, threads, runtime)
     return threads
 
 
-def _advise(entries: Sequence[SnapshotEntry], workers: int, cpus: int, cpu_limit: str, threads: int) -> None:
-    each = ", ".join(f"{e.name}: {pod_workers([e])}" for e in entries)
+def _advise(entries: Sequence[SnapshotEntry], workers: int, cpus: int, cpu_limit: str, threads: int,
+            runtime: Runtime) -> None:
+    each = ", ".join(f"{e.name}: {pod_workers([e], runtime=runtime)}" for e in entries)
     if workers > cpus:
         log.warning(
             "the layout's models start %d worker(s) in all (%s) on limits.cpu %s: they take turns on %d CPU(s), "

@@ -1,7 +1,8 @@
 """``python -m toolkit._runtime --layout DIR --http-port N [--host H]``: serve a layout with the python runtime.
 
 The server listens at once; every model of model_snapshot is registered and answers 503 (not ready) until its
-handler is loaded, which happens in a thread beside the server, one model after another. A model that fails to
+handler is loaded, which happens in a thread beside the server, one model after another (a model of minWorkers > 1
+in that many worker processes, loading in parallel: toolkit/_runtime/workers.py). A model that fails to
 load ends the process with status 1 after logging its traceback (TorchServe's pod never becomes ready either;
 here whoever started us reads why in our log). ``--parent-pid``: exit when that process is gone (a killed
 notebook kernel must not leave the runtime behind).
@@ -21,7 +22,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._layout import THREADS_ENV, TS_DEFAULT_MAX_REQUEST, read_layout
+from .._layout import TS_DEFAULT_MAX_REQUEST, read_layout
 from .._metrics import declare_layout_metrics
 
 # kserve.model_server parses sys.argv at import: give it only what we mean (the /docs page on), never our options.
@@ -32,9 +33,11 @@ try:
 finally:
     sys.argv = _argv
 
+from .batcher import Batcher  # noqa: E402 - after kserve, whose import must see the argv above
 from .envelope import check_envelope  # noqa: E402
-from .loader import LoadedModel, load_model  # noqa: E402 - after kserve, whose import must see the argv above
+from .loader import LoadedModel, Settings, load_model, unpack  # noqa: E402
 from .server import RuntimeModel, RuntimeRESTServer  # noqa: E402
+from .workers import InProcess, Lane, WorkerSpec, set_threads, start_workers  # noqa: E402
 
 log = logging.getLogger("toolkit.runtime")
 
@@ -47,33 +50,46 @@ def envelope_of(properties: dict[str, str], environ: dict[str, str]) -> str | No
     return envelope
 
 
-def _set_threads() -> None:
-    # The stock handlers never set torch's threads; ours read MAR_BUILD_THREADS themselves (handlers/cpus.py).
-    value = os.environ.get(THREADS_ENV, "")
-    if value.isdigit() and int(value) > 0:
-        import torch
-
-        torch.set_num_threads(int(value))
+def _attach(model: RuntimeModel, batcher: Batcher, loaded: LoadedModel | None) -> None:
+    # readiness flips last
+    model.loaded, model.batcher = loaded, batcher
+    model.ready = True
 
 
 def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelope: str | None,
              queue_size: int) -> None:
-    """Load every model (in this thread), attaching each as it is ready; exit the process on a failure."""
+    """Load every model (from this thread), attaching each as it is ready; exit the process on a failure.
+
+    A model with one worker is loaded here, in the server's process; one with minWorkers > 1 is unpacked here once
+    and loaded by that many worker processes, in parallel (toolkit/_runtime/workers.py)."""
     info = read_layout(layout)
     by_name = {m.name: m for m in models}
     loaded: list[LoadedModel] = []
+    seen: set[str] = set()
     try:
         if envelope:
             check_envelope(envelope)  # a name TorchServe has no envelope for fails here, before any model loads
-        _set_threads()
         for entry in info.entries:
-            if entry.name in {m.name for m in loaded}:
+            if entry.name in seen:
                 continue  # TorchServe serves one version per name here too: the first listed
+            seen.add(entry.name)
             started = time.monotonic()
-            model = load_model(entry, layout, unpack_root, envelope=envelope, previous=loaded)
-            loaded.append(model)
-            by_name[entry.name].attach(model, queue_size)
-            log.info("model %s is ready (loaded in %.1f s)", entry.name, time.monotonic() - started)
+            settings = Settings.of(entry)
+            lanes: list[Lane]
+            if settings.min_workers > 1:
+                unpack(entry.archive(layout), unpack_root / entry.name)  # once, before its workers start
+                spec = WorkerSpec(layout, entry.name, unpack_root, envelope)
+                lanes = list(start_workers(spec, settings.min_workers))
+                model = None
+            else:
+                if not loaded:
+                    set_threads()
+                model = load_model(entry, layout, unpack_root, envelope=envelope, previous=loaded)
+                loaded.append(model)
+                lanes = [InProcess(model)]
+            _attach(by_name[entry.name], Batcher(entry.name, settings, lanes, queue_size), model)
+            log.info("model %s is ready (%d worker%s, loaded in %.1f s)", entry.name, len(lanes),
+                     "s" if len(lanes) > 1 else "", time.monotonic() - started)
     except BaseException:
         log.error("loading the models failed:\n%s", traceback.format_exc())
         logging.shutdown()

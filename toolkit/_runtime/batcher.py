@@ -1,16 +1,17 @@
-"""Server-side batching in process, adaptive: at once when the model is idle, gathered while it is busy.
+"""Server-side batching, adaptive: at once when a worker is idle, gathered while every worker is busy.
 
 TorchServe's frontend holds a batch open for up to ``maxBatchDelay`` ms until ``batchSize`` requests are in, so a
-lone request always waits the whole delay. Here a request that finds the model idle runs at once (with whatever
-arrived in the same turn of the event loop); requests that arrive while a batch runs queue up and form the next
-batch, up to ``batchSize``, as soon as the model is free. ``maxBatchDelay`` is never waited for: under load the
-batches fill by themselves, and without load waiting only adds latency. Each request keeps its own answer (status,
-body), and waits at most ``responseTimeout`` seconds (then 504; the batch itself runs to its end, as a handler
-cannot be interrupted). The queue holds ``job_queue_size`` requests per model (TorchServe's default 100); beyond
-it a request is answered 503 at once, as TorchServe does.
+lone request always waits the whole delay. Here a request that finds a worker idle runs at once (with whatever
+arrived in the same turn of the event loop); requests that arrive while every worker runs a batch queue up and
+form the next batch, up to ``batchSize``, as soon as a worker is free. ``maxBatchDelay`` is never waited for: under
+load the batches fill by themselves, and without load waiting only adds latency. Each request keeps its own answer
+(status, body), and waits at most ``responseTimeout`` seconds (then 504; the batch itself runs to its end, as a
+handler cannot be interrupted). The queue holds ``job_queue_size`` requests per model (TorchServe's default 100);
+beyond it a request is answered 503 at once, as TorchServe does.
 
-One batch runs at a time per model, in the model's own thread (torch releases the GIL, so the event loop keeps
-reading requests meanwhile): one worker, whatever ``minWorkers`` says (several workers per model are for later).
+A model's workers are its lanes (toolkit/_runtime/workers.py): the model loaded in this process (one worker), or
+``minWorkers`` worker processes. Each lane runs one batch at a time, in a thread of its own here (torch releases the
+GIL, and a worker process's answer is waited for off the event loop), so the event loop keeps reading requests.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .._metrics import runtime_metrics
-from .envelope import run_enveloped
-from .handling import Answer, Request, run_batch
-from .loader import LoadedModel
+from .handling import Answer, Request
+from .loader import Settings
+from .workers import Lane
 
 log = logging.getLogger("toolkit.runtime")
 
@@ -33,26 +34,34 @@ DEFAULT_QUEUE = 100
 # /v1/models/M:predict does); the handler's own metrics carry the archive's version.
 URL_VERSION = "default"
 
+Pending = tuple[Request, "asyncio.Future[Answer]", float]
 
 
 class Batcher:
-    """The queue and batch loop of one model; ``submit`` answers one request."""
+    """The queue and batch loop of one model over its workers (``lanes``); ``submit`` answers one request."""
 
-    def __init__(self, model: LoadedModel, queue_size: int = DEFAULT_QUEUE) -> None:
-        self.model = model
+    def __init__(self, name: str, settings: Settings, lanes: list[Lane], queue_size: int = DEFAULT_QUEUE) -> None:
+        if not lanes:
+            raise ValueError(f"model {name}: a batcher needs at least one worker")
+        self.name = name
+        self.settings = settings
+        self.lanes = list(lanes)
         self.queue_size = queue_size
         self.batches: list[int] = []  # the size of every batch run, for tests
         self._metrics = runtime_metrics()  # TorchServe's names; the handler reports its own through its context
-        self._pending: collections.deque[tuple[Request, asyncio.Future[Answer], float]] = collections.deque()
+        self._pending: collections.deque[Pending] = collections.deque()
+        self._idle: collections.deque[Lane] = collections.deque(self.lanes)
+        self._executors = {id(lane): ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}-{i}")
+                           for i, lane in enumerate(self.lanes)}
+        self._running: set[asyncio.Task[None]] = set()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{model.name}")
 
     async def submit(self, request: Request) -> Answer:
         """Queue ``request`` and wait for its answer (503 when the queue is full, 504 after responseTimeout)."""
         started = time.monotonic()
         if len(self._pending) >= self.queue_size:
-            answer = Answer.error(503, f"Model \"{self.model.name}\" has no worker to serve inference request: "
+            answer = Answer.error(503, f"Model \"{self.name}\" has no worker to serve inference request: "
                                        f"its queue of {self.queue_size} requests is full")
             return self._count(answer, started)
         loop = asyncio.get_running_loop()
@@ -63,24 +72,24 @@ class Batcher:
             self._task = loop.create_task(self._loop())
         assert self._wakeup is not None
         self._wakeup.set()
-        timeout = self.model.settings.response_timeout_s
+        timeout = self.settings.response_timeout_s
         try:
             answer = await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
-            answer = Answer.error(504, f"model {self.model.name} did not answer within {timeout:g} s "
+            answer = Answer.error(504, f"model {self.name} did not answer within {timeout:g} s "
                                        "(its responseTimeout in model_snapshot)")
         return self._count(answer, started)
 
     def _count(self, answer: Answer, started: float) -> Answer:
         # As TorchServe counts ts_inference_requests_total and _latency_microseconds: every request, any status.
-        self._metrics.answered(self.model.name, URL_VERSION, time.monotonic() - started)
+        self._metrics.answered(self.name, URL_VERSION, time.monotonic() - started)
         return answer
 
-    def _take(self) -> list[tuple[Request, asyncio.Future[Answer], float]]:
+    def _take(self) -> list[Pending]:
         # Predict and explain never share a batch: a stock handler reads the explain header of request 0 only.
         batch = [self._pending.popleft()]
         explain = batch[0][0].explain
-        while self._pending and len(batch) < self.model.settings.batch_size:
+        while self._pending and len(batch) < self.settings.batch_size:
             if self._pending[0][0].explain != explain:
                 break
             batch.append(self._pending.popleft())
@@ -94,26 +103,46 @@ class Batcher:
             self._wakeup.clear()
             # One turn of the loop: requests read in the same turn join the first batch.
             await asyncio.sleep(0)
-            while self._pending:
+            while self._pending and self._idle:
                 batch = self._take()
                 if not batch:
                     continue
                 now = time.monotonic()
                 for _, _, started in batch:
-                    self._metrics.queued(self.model.name, URL_VERSION, now - started)
+                    self._metrics.queued(self.name, URL_VERSION, now - started)
                 self.batches.append(len(batch))
-                requests = [request for request, _, _ in batch]
-                try:
-                    runner = run_enveloped if self.model.envelope else run_batch
-                    answers = await loop.run_in_executor(self._executor, runner, self.model, requests)
-                except Exception:  # a bug here, not in the handler (run_batch catches those): answer, keep serving
-                    log.exception("model %s: running a batch failed", self.model.name)
-                    answers = [Answer.error(500, "the runtime failed to run the batch")] * len(batch)
-                for (_, future, _), answer in zip(batch, answers, strict=True):
-                    if not future.done():
-                        future.set_result(answer)
+                task = loop.create_task(self._run(self._idle.popleft(), batch))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    async def _run(self, lane: Lane, batch: list[Pending]) -> None:
+        """One batch on one worker; the worker goes back to the idle ones (restarted first if it died)."""
+        loop = asyncio.get_running_loop()
+        executor = self._executors[id(lane)]
+        try:
+            answers = await loop.run_in_executor(executor, lane.run, [request for request, _, _ in batch])
+        except Exception:  # a bug here, not in the handler (run_batch catches those): answer, keep serving
+            log.exception("model %s: running a batch failed", self.name)
+            answers = [Answer.error(500, "the runtime failed to run the batch")] * len(batch)
+        for (_, future, _), answer in zip(batch, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)
+        if lane.broken:
+            try:
+                await loop.run_in_executor(executor, lane.restart)
+            except Exception:
+                log.exception("model %s: restarting %s failed; it serves no more", self.name, lane.label)
+                return
+        self._idle.append(lane)
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for task in list(self._running):
+            task.cancel()
+        for lane in self.lanes:
+            lane.close()
+        for executor in self._executors.values():
+            executor.shutdown(wait=False, cancel_futures=True)
