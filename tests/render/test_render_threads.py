@@ -117,15 +117,15 @@ def test_bad_env(env, message):
         render(name="m", storage_uri="pvc://x", env=env)
 
 
-def test_the_python_runtime_gets_the_cpus_over_its_models(tensor_spec, tmp_path, caplog):
-    """mar-build's runtime runs each model in one process: 2 workers a model in model_snapshot are TorchServe's, so
-    on 4 CPUs one model gets 4 threads there, and nothing is said about min_workers."""
+def test_the_python_runtime_gets_the_cpus_over_the_workers_as_torchserve(tensor_spec, tmp_path, caplog):
+    """mar-build's runtime starts min_workers worker processes per model as TorchServe starts its workers: 2 workers
+    on 4 CPUs get 2 threads each on both runtimes, and the advice about min_workers is the same."""
     layout = tmp_path / "layout"
     build(tensor_spec("a", name="first", serving={"min_workers": 2, "max_workers": 2}), layout)
     with caplog.at_level(logging.INFO, logger="toolkit.render"):
         manifests = render(layout, name="one", storage_uri="pvc://models/one", limits={"cpu": "4"},
                            runtime="python", image="ghcr.io/team/mar-build-runtime:1.0")
-    assert predictor_env(manifests) == [{"name": "MAR_BUILD_THREADS", "value": "4"}]
-    assert not [r for r in caplog.records if "min_workers" in r.getMessage()]
+    assert predictor_env(manifests) == [{"name": "MAR_BUILD_THREADS", "value": "2"}]
+    assert [r for r in caplog.records if "min_workers adding up to 4" in r.getMessage()]
     torchserve = render(layout, name="one", storage_uri="pvc://models/one", limits={"cpu": "4"})
     assert predictor_env(torchserve) == [{"name": "MAR_BUILD_THREADS", "value": "2"}]
