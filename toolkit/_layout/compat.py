@@ -29,7 +29,8 @@ from .._pod import (
     read_torch_file,
     unavailable,
 )
-from .report import CheckReport, truthy
+from .properties import truthy
+from .report import CheckReport
 
 # The small files of a Hugging Face folder: enough to load its config and tokenizer, never the weights.
 HF_SMALL_FILES = (
@@ -61,10 +62,15 @@ def check_compat(archives: dict[str, Path], props: dict[str, str], report: Check
             _check_pins(name, zf, facts, report, ask_index=probe)
             if probe and facts.runtime == "torchserve":
                 _check_hf_folder(name, zf, facts, report)
-    if facts.runtime == "torchserve" and truthy(props.get("install_py_dep_per_model")):
+    if truthy(props.get("install_py_dep_per_model")):
+        # TorchServe installs once per model, when it registers it (ModelManager.setupModelDependencies), before
+        # its workers start; the python runtime once per unpacked model, before its handler is imported.
+        who = ("TorchServe pip-installs each archive's requirements when it registers the model"
+               if facts.runtime == "torchserve" else
+               "the python runtime pip-installs each archive's requirements when it loads the model")
         report._warn(
-            "install_py_dep_per_model=true: each worker pip-installs its archive's requirements at load, so the "
-            "pod needs a package index (and time) at every start; many clusters give predictor pods neither",
+            f"install_py_dep_per_model=true: {who}, so the pod needs a package index (and time) at every start; "
+            "many clusters give predictor pods neither",
             f"{IMAGE_FIX}: its requirements are baked in and install_py_dep_per_model is then off",
         )
 

@@ -19,9 +19,9 @@ from .._spec import RUNTIMES, Runtime
 from .compat import check_compat
 from .exposure import check_exposure
 from .overrides import check_overrides
-from .properties import find_entry
+from .properties import find_entry, truthy
 from .read import Layout, SnapshotEntry, read_archive, read_layout
-from .report import CheckReport, to_int, truthy
+from .report import CheckReport, to_int
 from .report import Problem as Problem  # re-exported: the room's __init__ takes it from here
 
 # Keys KServe's wrapper (kserve_wrapper/__main__.py in the 0.9.0 image) reads with config[...]: a KeyError if absent.
@@ -41,10 +41,11 @@ def check(
     None: the runtime's default, 0.9.0). Returns the report; raises LayoutError only when ``path`` is not a layout.
 
     The python runtime checks no tokens and runs a stock envelope per request (so batches with it are served
-    right): those two TorchServe rules do not apply to it. ``pod``: also the rules of the predictor pod's image
-    (what it lacks, what it exposes; False for a local serve, which is not the pod). ``probe``: load each
-    transformers folder with the image's transformers and tokenizers (a venv on the image's Python, made once and
-    cached; see toolkit/_pod).
+    right): those two TorchServe rules do not apply to it; a requirements file left uninstalled
+    (install_py_dep_per_model off) is only a warning for it, since its image (`mar-build image`) carries them.
+    ``pod``: also the rules of the predictor pod's image (what it lacks, what it exposes; False for a local serve,
+    which is not the pod). ``probe``: load each transformers folder with the image's transformers and tokenizers (a
+    venv on the image's Python, made once and cached; see toolkit/_pod).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
@@ -58,7 +59,7 @@ def check(
         _check_envelope_and_auth(layout, report)
     else:
         _check_envelope_names(layout, report)
-    _check_snapshot(layout, report)
+    _check_snapshot(layout, report, runtime)
     _check_comments(layout, report)
     present = {p.name: p for p in layout.archives}
     entries = [(e, present[e.mar_name]) for e in layout.entries if e.mar_name in present]
@@ -218,7 +219,7 @@ def _check_envelope_and_auth(layout: Layout, report: CheckReport) -> None:
         )
 
 
-def _check_snapshot(layout: Layout, report: CheckReport) -> None:
+def _check_snapshot(layout: Layout, report: CheckReport, runtime: Runtime) -> None:
     snapshot = layout.snapshot
     if snapshot is None:
         return
@@ -259,7 +260,7 @@ def _check_snapshot(layout: Layout, report: CheckReport) -> None:
                 else f"put {mar} in model-store/, or fix marName",
             )
             continue
-        _check_archive(entry.name, entry.version, archives[mar], layout, report)
+        _check_archive(entry.name, entry.version, archives[mar], layout, report, runtime)
     for name in sorted(set(archives) - referenced):
         report._warn(f"model-store/{name} is not in model_snapshot, so it is never loaded",
                      "add it to model_snapshot (mar-build build -o LAYOUT does), or remove it")
@@ -287,7 +288,8 @@ def _duplicate_keys(raw: str) -> list[str]:
     return [d for d in duplicates if d in names]
 
 
-def _check_archive(name: str, version: str, mar: Path, layout: Layout, report: CheckReport) -> None:
+def _check_archive(name: str, version: str, mar: Path, layout: Layout, report: CheckReport,
+                   runtime: Runtime) -> None:
     try:
         info = read_archive(mar)
     except ArchiveError as exc:
@@ -307,14 +309,7 @@ def _check_archive(name: str, version: str, mar: Path, layout: Layout, report: C
             f"use \"{info.version}\" as the version key",
         )
     props = layout.properties
-    requirements = info.manifest.get("model", {}).get("requirementsFile")
-    if requirements and not truthy(props.get("install_py_dep_per_model")):
-        report._error(
-            f"model {name!r} packages {requirements} but install_py_dep_per_model is not true: the worker "
-            "will not install it and fails to import what it needs",
-            "add install_py_dep_per_model=true (the pod then needs a package index), or bake the packages into "
-            "the image and drop the requirements",
-        )
+    _check_requirements(name, info.manifest.get("model", {}).get("requirementsFile"), props, report, runtime)
     task = (info.build_info or {}).get("task")
     max_request = to_int(props.get("max_request_size"), TS_DEFAULT_MAX_REQUEST)
     if task == "image-classification" and max_request <= TS_DEFAULT_MAX_REQUEST:
@@ -329,6 +324,31 @@ def _check_archive(name: str, version: str, mar: Path, layout: Layout, report: C
             "enable_envvars_config=true lets KServe's TS_SERVICE_ENVELOPE wrap them in the stock envelope",
             "set enable_envvars_config=false",
         )
+
+
+def _check_requirements(name: str, requirements: object, props: dict[str, str], report: CheckReport,
+                        runtime: Runtime) -> None:
+    """An archive's requirements file with install_py_dep_per_model off: both runtimes install nothing then."""
+    if not requirements or truthy(props.get("install_py_dep_per_model")):
+        return  # on: both install it at load (compat.py warns that the pod then needs a package index)
+    if runtime == "torchserve":
+        report._error(
+            f"model {name!r} packages {requirements} but install_py_dep_per_model is not true: the worker "
+            "will not install it and fails to import what it needs",
+            "add install_py_dep_per_model=true (the pod then needs a package index), or bake the packages into "
+            "the image and drop the requirements",
+        )
+        return
+    # The python runtime's image is made for the layout by `mar-build image`, which bakes the requirements in and
+    # turns the property off: then this is as it should be, and the runtime only warns at load.
+    report._warn(
+        f"model {name!r} packages {requirements} but install_py_dep_per_model is not true: the python runtime "
+        "installs nothing (it logs a warning at load), so its handler fails to import any of those packages its "
+        "environment lacks",
+        "run it in an image that has them (mar-build image LAYOUT -o DIR --runtime python bakes them in), or add "
+        "install_py_dep_per_model=true: the runtime then pip-installs it once per unpacked model, from a package "
+        "index or PIP_FIND_LINKS",
+    )
 
 
 def _check_comments(layout: Layout, report: CheckReport) -> None:

@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._layout import TS_DEFAULT_MAX_REQUEST, read_layout
+from .._layout import TS_DEFAULT_MAX_REQUEST, read_layout, truthy
 from .._metrics import declare_layout_metrics
 
 # kserve.model_server parses sys.argv at import: give it only what we mean (the /docs page on), never our options.
@@ -45,7 +45,7 @@ log = logging.getLogger("toolkit.runtime")
 def envelope_of(properties: dict[str, str], environ: dict[str, str]) -> str | None:
     """The service envelope TorchServe would use: TS_SERVICE_ENVELOPE where env config is on, else the file's."""
     envelope = properties.get("service_envelope") or None
-    if properties.get("enable_envvars_config", "false").strip().lower() == "true":
+    if truthy(properties.get("enable_envvars_config")):
         envelope = environ.get("TS_SERVICE_ENVELOPE") or envelope
     return envelope
 
@@ -84,7 +84,8 @@ def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelo
             else:
                 if not loaded:
                     set_threads()
-                model = load_model(entry, layout, unpack_root, envelope=envelope, previous=loaded)
+                model = load_model(entry, layout, unpack_root, envelope=envelope, previous=loaded,
+                                   properties=info.properties)
                 loaded.append(model)
                 lanes = [InProcess(model)]
             _attach(by_name[entry.name], Batcher(entry.name, settings, lanes, queue_size), model)

@@ -14,8 +14,11 @@ differences on purpose:
 - A handler that fails to import *and* is no built-in handler raises its own import error, not the built-in
   lookup's (TorchServe's "No module named 'ts.torch_handler.X'" hides the real cause).
 
-Requirements files are not installed (TorchServe does so only with install_py_dep_per_model=true): the runtime's
-environment must already have them, as `check` tells.
+An archive's requirements file is pip-installed into its model folder, once, before the handler is imported, when
+config.properties has install_py_dep_per_model=true, as TorchServe does (requirements.py); with the property off
+(TorchServe's default) nothing is installed and the runtime warns. The workers of one model may load it at the same
+time: unpacking and installing happen under the model's lock in the unpack root, and an unpack lands whole (a temp
+folder renamed), so a worker never imports from half a folder.
 """
 
 from __future__ import annotations
@@ -24,15 +27,19 @@ import importlib
 import inspect
 import json
 import logging
+import shutil
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._layout import MANIFEST, MODEL_STORE, SnapshotEntry
+from .._errors import ServeError
+from .._files import make_temp_dir
+from .._layout import MANIFEST, SnapshotEntry, read_layout
 from .context import Context
+from .requirements import PROPERTY, install_enabled, model_lock, prepare
 
 log = logging.getLogger("toolkit.runtime")
 
@@ -82,17 +89,28 @@ class LoadedModel:
 
 
 def unpack(mar: Path, target: Path) -> Path:
-    """Extract ``mar`` into ``target`` (once: a folder already holding its manifest is reused); return ``target``."""
+    """Extract ``mar`` into ``target`` (once: a folder already holding its manifest is reused); return ``target``.
+
+    The archive is extracted into a temp folder beside ``target``, which then takes its place: a folder with a
+    manifest is always whole. Call it holding the model's lock when several processes may unpack it.
+    """
     if (target / MANIFEST).is_file():
         return target
-    target.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(mar) as zf:
-        root = target.resolve()
-        for member in zf.namelist():
-            # A zip entry must not escape the model's folder ("zip slip").
-            if not (root / member).resolve().is_relative_to(root):
-                raise ValueError(f"{mar}: the entry {member!r} lies outside the archive's folder")
-        zf.extractall(target)
+    tmp = make_temp_dir(target.parent, target.name)
+    try:
+        with zipfile.ZipFile(mar) as zf:
+            root = tmp.resolve()
+            for member in zf.namelist():
+                # A zip entry must not escape the model's folder ("zip slip").
+                if not (root / member).resolve().is_relative_to(root):
+                    raise ValueError(f"{mar}: the entry {member!r} lies outside the archive's folder")
+            zf.extractall(tmp)
+        if target.exists():  # no manifest: what an interrupted unpack of an older mar-build left
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return target
 
 
@@ -150,11 +168,17 @@ def _modules_from(folder: Path) -> list[str]:
 
 def load_model(
     entry: SnapshotEntry, layout: Path, unpack_root: Path, *, envelope: str | None, previous: list[LoadedModel],
+    properties: Mapping[str, str] | None = None,
 ) -> LoadedModel:
-    """Unpack and initialise one model; ``previous`` are the models already loaded (their modules step aside)."""
-    mar = layout / MODEL_STORE / (entry.mar_name or f"{entry.name}.mar")
-    model_dir = unpack(mar, unpack_root / entry.name).resolve()
-    manifest = json.loads((model_dir / MANIFEST).read_text(encoding="utf-8"))
+    """Unpack, install the requirements of (install_py_dep_per_model) and initialise one model; ``previous`` are
+    the models already loaded in this process (their modules step aside); ``properties`` the layout's
+    config.properties (read from ``layout`` when None). Safe to call from several processes for one model."""
+    mar = entry.archive(layout)
+    install = install_enabled(read_layout(layout).properties if properties is None else properties)
+    with model_lock(unpack_root, entry.name):
+        model_dir = unpack(mar, unpack_root / entry.name).resolve()
+        manifest = json.loads((model_dir / MANIFEST).read_text(encoding="utf-8"))
+        requirements = prepare(entry.name, model_dir, manifest, install=install)
     handler = (manifest.get("model") or {}).get("handler")
     if not isinstance(handler, str) or not handler:
         raise ValueError(f"{mar}: MANIFEST.json names no handler")
@@ -163,13 +187,26 @@ def load_model(
             sys.modules.pop(module, None)
         while str(other.model_dir) in sys.path:
             sys.path.remove(str(other.model_dir))
+    # The model's folder holds its handler and, where they were installed, its requirements (pip -t).
     sys.path.insert(0, str(model_dir))
     settings = Settings.of(entry)
     context = Context(
         model_name=entry.name, model_dir=str(model_dir), manifest=manifest, batch_size=settings.batch_size,
         gpu=_gpu_id(), model_yaml_config=_model_yaml(model_dir, manifest),
     )
-    entry_point, initialize = import_handler(handler)
+    try:
+        entry_point, initialize = import_handler(handler)
+    except ImportError as exc:
+        if requirements != "off":
+            raise
+        file = manifest["model"]["requirementsFile"]
+        raise ServeError(
+            f"model {entry.name}: its handler {handler} cannot be imported ({exc}), and the archive's {file} was "
+            f"not installed: {PROPERTY} is not true",
+            hint=f"set {PROPERTY}=true in config/config.properties (the runtime then pip-installs {file} once per "
+            "unpacked model), or bake the packages into the image (`mar-build image LAYOUT -o DIR --runtime "
+            "python`)",
+        ) from exc
     initialize(context)
     version = str((manifest.get("model") or {}).get("modelVersion") or entry.version)
     log.info("model %s (version %s) loaded from %s with handler %s", entry.name, version, mar.name, handler)

@@ -209,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         declare_layout_metrics(info.properties, info.path)
         record_handler_metrics()  # the server process exports them: every worker's, in one /metrics
         set_threads()
-        model = load_model(entry, args.layout, args.unpack_root, envelope=args.envelope, previous=[])
+        model = load_model(entry, args.layout, args.unpack_root, envelope=args.envelope, previous=[],
+                           properties=info.properties)
     except BaseException:
         conn.send(("failed", traceback.format_exc()))
         return 1
