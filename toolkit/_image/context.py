@@ -22,7 +22,7 @@ from typing import Any
 
 from .._errors import LayoutError
 from .._files import make_temp_dir, write_atomic
-from .._layout import CONFIG_RELPATH, MODEL_STORE, Layout, read_layout, set_properties
+from .._layout import CONFIG_RELPATH, MODEL_STORE, Layout, read_layout, set_properties, truthy
 from .._templating import render_template
 from .bases import Base, ImageError, choose_base
 from .package import PACKAGE_DIR, copy_package
@@ -151,9 +151,9 @@ def layout_changes(layout: Layout, runtime: str) -> dict[str, str]:
     """
     props = layout.properties
     changes = {}
-    if props.get(PY_DEP_KEY, "").strip().lower() == "true":
+    if truthy(props.get(PY_DEP_KEY)):
         changes[PY_DEP_KEY] = "false"
-    if runtime == "torchserve" and props.get(TOKEN_KEY, "").strip().lower() != "true":
+    if runtime == "torchserve" and not truthy(props.get(TOKEN_KEY)):
         changes[TOKEN_KEY] = "true"
     return changes
 

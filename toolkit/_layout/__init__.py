@@ -1,7 +1,7 @@
 """The layout room: reading layouts and archives (by mar-build or by hand), `check` and `inspect`."""
 
 from .preflight import TS_DEFAULT_MAX_REQUEST, CheckReport, Problem, check
-from .properties import find_entry, parse_properties, set_properties
+from .properties import find_entry, parse_properties, set_properties, truthy
 from .read import (
     BUILD_INFO,
     CONFIG_RELPATH,
@@ -21,5 +21,5 @@ __all__ = [
     "BUILD_INFO", "CONFIG_RELPATH", "MANIFEST", "MODEL_STORE", "THREADS_ENV", "TS_DEFAULT_MAX_REQUEST", "ArchiveInfo",
     "CheckReport", "Inspection", "Layout", "ModelSummary", "Problem", "SnapshotEntry", "check", "find_entry", "inspect",
     "parse_properties", "parse_snapshot", "pod_workers", "read_archive", "read_layout", "set_properties",
-    "threads_per_worker",
+    "threads_per_worker", "truthy",
 ]

@@ -13,7 +13,8 @@ import re
 from urllib.parse import urlsplit
 
 from .._pod import ImageFacts
-from .report import CheckReport, truthy
+from .properties import truthy
+from .report import CheckReport
 
 TS_DEFAULT_ALLOWED_URLS = r"file://.*|http(s)?://.*"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

@@ -101,3 +101,8 @@ def _split_entry(entry: str) -> tuple[str, str]:
     if rest[:1] in ("=", ":"):
         rest = rest[1:].lstrip(" \t")
     return key, rest.rstrip()
+
+
+def truthy(value: str | None) -> bool:
+    """A Java properties boolean as TorchServe reads it (Boolean.parseBoolean: "true" in any case, else false)."""
+    return value is not None and value.strip().lower() == "true"

@@ -72,11 +72,6 @@ class CheckReport:
         self.problems.append(Problem("warning", message, hint))
 
 
-def truthy(value: str | None) -> bool:
-    """A Java properties boolean as TorchServe reads it."""
-    return value is not None and value.strip().lower() == "true"
-
-
 def to_int(value: object, default: int) -> int:
     try:
         return int(value)  # type: ignore[call-overload]
