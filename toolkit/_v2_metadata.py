@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ArchiveError
-from ._layout import BUILD_INFO, read_archive
+from ._layout import read_archive
 
 INPUT_NAME = "input-0"
 OUTPUT_NAME = "output-0"  # handlers/base.py BaseHandler.v2_output_name
@@ -113,20 +113,6 @@ def archive_v2_signature(mar: Path) -> V2Signature:
             names = set(zf.namelist())
             return v2_signature(info.build_info, lambda name: zf.read(name) if name in names else None)
     except (ArchiveError, OSError, zipfile.BadZipFile):
-        return V2Signature()
-
-
-def folder_v2_signature(model_dir: Path) -> V2Signature:
-    """The v2 metadata of an unpacked archive (the python runtime's model folder); empty when unreadable."""
-    def member(name: str) -> bytes | None:
-        path = model_dir / name
-        return path.read_bytes() if path.is_file() else None
-
-    try:
-        raw = member(BUILD_INFO)
-        build_info = json.loads(raw) if raw else None
-        return v2_signature(build_info if isinstance(build_info, dict) else None, member)
-    except (OSError, ValueError):
         return V2Signature()
 
 

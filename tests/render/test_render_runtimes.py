@@ -112,6 +112,34 @@ def test_python_runtime_v1_envelope_and_to_dict(hand_layout):
     assert list(yaml.safe_load_all(manifests.text)) == manifests.documents
 
 
+def test_python_runtime_for_grpc_v2_routes_to_its_h2c_port(hand_layout, validate):
+    """protocolVersion grpc-v2: the runtime serves gRPC v2 on 8081 and declares that port alone, named h2c (KServe
+    routes the container's first port, as HTTP/2 by that name); readiness is still asked over HTTP."""
+    from toolkit._runtime.__main__ import parse_args
+
+    manifests = python_runtime(hand_layout, protocol="grpc-v2")
+    validate(manifests.documents)
+    runtime, isvc = manifests.documents
+    kserve_selects(runtime, isvc)
+    assert isvc["spec"]["predictor"]["model"]["protocolVersion"] == "grpc-v2"
+    assert runtime["spec"]["protocolVersions"] == ["v1", "v2", "grpc-v2"]
+    c = container(runtime)
+    assert c["args"][-2:] == ["--grpc-port", "8081"] and parse_args(c["args"]).grpc_port == 8081
+    assert c["ports"] == [{"name": "h2c", "containerPort": 8081, "protocol": "TCP"}]
+    assert c["readinessProbe"] == {"httpGet": {"path": "/v2/health/ready", "port": 8080}}
+    assert c["env"] == [{"name": "TS_SERVICE_ENVELOPE", "value": "kservev2"}]
+    assert [e.path for e in manifests.endpoints] == ["/inference.GRPCInferenceService/ModelInfer"]
+    # v1 and v2 keep the HTTP port, and no gRPC server
+    plain = container(python_runtime(hand_layout, protocol="v2").documents[0])
+    assert "--grpc-port" not in plain["args"] and plain["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_grpc_v2_is_refused_for_torchserve(hand_layout):
+    with pytest.raises(RenderError) as info:
+        render(hand_layout, name="bert", storage_uri="pvc://leeway/bert", protocol="grpc-v2")
+    assert "python runtime only" in info.value.message and "--runtime python" in (info.value.hint or "")
+
+
 def test_python_runtime_comes_after_the_storage_access_manifests(hand_layout, validate):
     from toolkit._render import PvcRequest
 

@@ -28,7 +28,8 @@ from ._output import finish
 @click.option("--name", help="InferenceService name (a DNS-1035 label); default: mar.yaml's kserve.name.")
 @click.option("--storage-uri", help="Where the layout was staged: pvc://CLAIM/PATH or s3://BUCKET/PREFIX.")
 @click.option("-n", "--namespace", help="Kubernetes namespace (Kubeflow: your profile's namespace).")
-@click.option("--protocol", type=click.Choice(["v1", "v2"]), help="KServe protocol version (default v1).")
+@click.option("--protocol", type=click.Choice(["v1", "v2", "grpc-v2"]),
+              help="KServe protocol version (default v1; grpc-v2: KServe's gRPC v2, with --runtime python).")
 @runtime_options(RUNTIMES)
 @click.option("--runtime-version",
               help="pytorch/torchserve-kfs image tag, e.g. 0.12.0 (0.12.0-gpu with --gpu); the preflight checks the "

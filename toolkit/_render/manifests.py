@@ -123,7 +123,8 @@ def check_written(
 def endpoint(model: str, name: str, namespace: str | None, protocol: str) -> Endpoint:
     """Where ``model`` of InferenceService ``name`` answers, through the gateway and inside the cluster."""
     ns = namespace or "NAMESPACE"
-    path = f"/v2/models/{model}/infer" if protocol == "v2" else f"/v1/models/{model}:predict"
+    path = {"v2": f"/v2/models/{model}/infer", "grpc-v2": "/inference.GRPCInferenceService/ModelInfer"}.get(
+        protocol, f"/v1/models/{model}:predict")
     return Endpoint(
         model=model, path=path, host=f"{name}.{ns}.example.com",
         cluster_url=f"http://{name}-predictor.{ns}.svc.cluster.local{path}",

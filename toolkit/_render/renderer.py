@@ -51,7 +51,7 @@ from .threads import predictor_env, thread_budget
 log = logging.getLogger("toolkit.render")
 
 SCALE_METRICS = ("cpu", "memory", "concurrency", "rps")  # the CRD's enum for predictor.scaleMetric
-PROTOCOLS = ("v1", "v2")
+PROTOCOLS = ("v1", "v2", "grpc-v2")
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 PROMETHEUS_ANNOTATION = "serving.kserve.io/enable-prometheus-scraping"
@@ -256,6 +256,12 @@ def _runtime_version(version: str | None, runtime: str, *, explicit: bool) -> st
 def _protocol(protocol: str, runtime: str) -> str:
     if protocol not in PROTOCOLS:
         raise RenderError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if protocol == "grpc-v2" and runtime != "python":
+        raise RenderError(
+            "protocol grpc-v2 is rendered for the python runtime only: it is the runtime mar-build serves and tests "
+            "gRPC v2 on (the TorchServe path's gRPC infer is not mar-build's to answer)",
+            hint="add --runtime python --image IMAGE, or use --protocol v2 (REST)",
+        )
     if protocol == "v2" and runtime == "torchserve":
         log.warning(
             "protocol v2: mar-build's handlers answer the v1 envelope ({'instances': [...]}); v2 needs a handler "

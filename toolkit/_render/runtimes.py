@@ -32,6 +32,10 @@ TORCHSERVE_IMAGE = "pytorch/torchserve-kfs"
 TORCHSERVE_METRICS_PORT = 8082  # kserve-torchserve's prometheus.kserve.io/port
 PYTHON_MODEL_FORMAT = "mar-build"
 PYTHON_PORT = 8080  # KServe's HTTP port: the runtime's API, its /metrics and its /docs
+# KServe's gRPC port. KServe routes one port per predictor, the container's first (Knative takes one port only), and
+# takes a port named h2c (or grpc*) for HTTP/2: a grpc-v2 runtime declares that port alone and still answers its
+# readiness probe on the HTTP port (/v2/health/ready: not ready while the models load).
+PYTHON_GRPC_PORT = 8081
 # The stock runtime's arguments (tests/schemas/kserve/kserve-torchserve-runtime.yaml), unchanged.
 TORCHSERVE_ARGS = (
     "torchserve", "--start", "--model-store=/mnt/models/model-store",
@@ -40,7 +44,8 @@ TORCHSERVE_ARGS = (
 PYTHON_COMMAND = ("python", "-m", "toolkit._runtime")
 # --host: the pod is reached from outside its network namespace, whatever the entry point's local default is.
 PYTHON_ARGS = ("--layout", "/mnt/models", "--http-port", str(PYTHON_PORT), "--host", "0.0.0.0")
-ENVELOPES = {"v1": "kserve", "v2": "kservev2"}  # what KServe's controller sets for kserve-torchserve
+# what KServe's controller sets for kserve-torchserve (SetTorchServeDefaults: kservev2 for v2 and grpc-v2)
+ENVELOPES = {"v1": "kserve", "v2": "kservev2", "grpc-v2": "kservev2"}
 IMAGE_HINT = (
     "pass --image REGISTRY/REPOSITORY:TAG: an image with mar-build (toolkit._runtime), kserve, torch and the "
     "models' libraries installed, e.g. --image ghcr.io/team/mar-build-runtime:1.0"
@@ -112,14 +117,17 @@ def _bring(
         fields = {
             "description": "KServe's TorchServe runtime (kserve-torchserve, pinned)", "server_type": "torchserve",
             "protocols": ["v1", "v2", "grpc-v2"], "command": [], "args": list(TORCHSERVE_ARGS), "port": None,
+            "grpc_port": None,
             "env": [("TS_SERVICE_ENVELOPE", ENVELOPES[protocol]), ("PROTOCOL_VERSION", protocol)],
         }
     else:
         name, model_format, port = f"{isvc}-{PYTHON_MODEL_FORMAT}", PYTHON_MODEL_FORMAT, PYTHON_PORT
+        grpc = protocol == "grpc-v2"  # the runtime is the InferenceService's own: rendered for its protocol
         fields = {
             "description": "mar-build's python runtime (the .mar files in the kserve ModelServer)",
-            "server_type": None, "protocols": ["v1", "v2"], "command": list(PYTHON_COMMAND),
-            "args": list(PYTHON_ARGS), "port": PYTHON_PORT,
+            "server_type": None, "protocols": ["v1", "v2"] + (["grpc-v2"] if grpc else []),
+            "command": list(PYTHON_COMMAND), "port": PYTHON_PORT, "grpc_port": PYTHON_GRPC_PORT if grpc else None,
+            "args": list(PYTHON_ARGS) + (["--grpc-port", str(PYTHON_GRPC_PORT)] if grpc else []),
             # The envelope a handler written for the stock one expects, read only when the layout sets
             # enable_envvars_config=true (mar-build's layouts do not): the same rows as under TorchServe.
             "env": [("TS_SERVICE_ENVELOPE", ENVELOPES[protocol])],

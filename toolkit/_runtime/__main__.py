@@ -1,4 +1,5 @@
-"""``python -m toolkit._runtime --layout DIR --http-port N [--host H]``: serve a layout with the python runtime.
+"""``python -m toolkit._runtime --layout DIR --http-port N [--host H] [--grpc-port N]``: serve a layout with the
+python runtime (``--grpc-port``: KServe's gRPC v2 too, on the same host; see grpc_v2.py).
 
 The server listens at once; every model of model_snapshot is registered and answers 503 (not ready) until its
 handler is loaded, which happens in a thread beside the server, one model after another (a model of minWorkers > 1
@@ -35,6 +36,7 @@ finally:
 
 from .batcher import Batcher  # noqa: E402 - after kserve, whose import must see the argv above
 from .envelope import check_envelope  # noqa: E402
+from .grpc_v2 import RuntimeGRPCServer  # noqa: E402
 from .loader import LoadedModel, Settings, load_model, unpack  # noqa: E402
 from .server import RuntimeModel, RuntimeRESTServer  # noqa: E402
 from .workers import InProcess, Lane, WorkerSpec, set_threads, start_workers  # noqa: E402
@@ -48,12 +50,6 @@ def envelope_of(properties: dict[str, str], environ: dict[str, str]) -> str | No
     if truthy(properties.get("enable_envvars_config")):
         envelope = environ.get("TS_SERVICE_ENVELOPE") or envelope
     return envelope
-
-
-def _attach(model: RuntimeModel, batcher: Batcher, loaded: LoadedModel | None) -> None:
-    # readiness flips last
-    model.loaded, model.batcher = loaded, batcher
-    model.ready = True
 
 
 def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelope: str | None,
@@ -88,7 +84,7 @@ def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelo
                                    properties=info.properties)
                 loaded.append(model)
                 lanes = [InProcess(model)]
-            _attach(by_name[entry.name], Batcher(entry.name, settings, lanes, queue_size), model)
+            by_name[entry.name].attach(Batcher(entry.name, settings, lanes, queue_size))
             log.info("model %s is ready (%d worker%s, loaded in %.1f s)", entry.name, len(lanes),
                      "s" if len(lanes) > 1 else "", time.monotonic() - started)
     except BaseException:
@@ -109,6 +105,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--layout", type=Path, required=True, help="the layout folder (config/, model-store/)")
     parser.add_argument("--http-port", type=int, default=8080)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--grpc-port", type=int, default=None, help="KServe's gRPC v2 on this port (off when omitted)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the archives are unpacked (kept)")
     parser.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     parser.add_argument("--parent-pid", type=int, default=None)
@@ -127,12 +124,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     unpack_root = args.workdir or Path(tempfile.mkdtemp(prefix="mar-build-runtime-"))
     log.info("python runtime: models %s from %s, envelope %s", names, args.layout, envelope or "none")
 
-    models = [RuntimeModel(name) for name in names]
+    archives: dict[str, Path] = {}
+    for entry in info.entries:
+        archives.setdefault(entry.name, entry.archive(info.path))
+    models = [RuntimeModel(name, archives[name]) for name in names]
     RuntimeRESTServer.host = args.host
     size = info.properties.get("max_request_size", "").strip()
     RuntimeRESTServer.max_request_size = int(size) if size.isdigit() else TS_DEFAULT_MAX_REQUEST
     _model_server.RESTServer = RuntimeRESTServer  # the class ModelServer.start() instantiates
-    server = ModelServer(http_port=args.http_port, enable_grpc=False, workers=1, enable_latency_logging=False,
+    RuntimeGRPCServer.host = args.host
+    RuntimeGRPCServer.max_request_size = RuntimeRESTServer.max_request_size  # TorchServe's gRPC limit too
+    _model_server.GRPCServer = RuntimeGRPCServer  # likewise, when --grpc-port turns it on
+    server = ModelServer(http_port=args.http_port, grpc_port=args.grpc_port or 0,
+                         enable_grpc=args.grpc_port is not None, workers=1, enable_latency_logging=False,
                          enable_docs_url=True)
     for model in models:
         server.register_model(model)

@@ -15,7 +15,8 @@ and body (a 400 for one malformed request of a batch, while the rest are served)
 front door as on the TorchServe path (toolkit/_front_door.py: 400 for a body that is not {"instances": [...]}, 413
 over max_request_size, 415 for other content types, 405 for other methods, the connection kept alive), so both
 runtimes answer the same bad v1 requests the same way; v2 bodies, JSON or tritonclient's binary extension, are the
-handler's to read.
+handler's to read. gRPC v2 (``--grpc-port``) reaches ``RuntimeModel.predict`` through kserve's servicer with an
+InferRequest, which goes the same way through the batcher (grpc_v2.py).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from kserve import Model
 from kserve.errors import ModelNotFound, ModelNotReady
+from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.server import RESTServer
 
 from .._front_door import (
@@ -44,30 +47,28 @@ from .._front_door import (
 )
 from .._layout import TS_DEFAULT_MAX_REQUEST
 from .._metrics import runtime_middleware, serve_metrics_port
-from .._v2_metadata import V2Signature, add_versioned_routes, folder_v2_signature
+from .._v2_metadata import V2Signature, add_versioned_routes, archive_v2_signature
+from . import grpc_v2
 from .batcher import Batcher
 from .handling import Answer, media_type
 from .handling import Request as HandlerRequest
-from .loader import LoadedModel
 
 log = logging.getLogger("toolkit.runtime")
 
-_BINARY_V2 = "inference-header-content-length"
-
 
 class RuntimeModel(Model):
-    """One model_snapshot key: not ready until its handler is loaded; requests go through its batcher."""
+    """One model_snapshot key: not ready until its workers are loaded; requests go through its batcher. ``archive``
+    (its .mar) gives the v2 metadata, from the start: GET /v2/models/M answers the same while the model loads."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, archive: Path | None = None) -> None:
         super().__init__(name)
-        self.loaded: LoadedModel | None = None
+        self.archive = archive
         self.batcher: Batcher | None = None
         self._v2: V2Signature | None = None
 
-    def attach(self, loaded: LoadedModel, queue_size: int) -> None:
-        """The handler is loaded: serve it (called from the loading thread; readiness flips last)."""
-        self.loaded = loaded
-        self.batcher = Batcher(loaded, queue_size)
+    def attach(self, batcher: Batcher) -> None:
+        """The model's workers are loaded: serve them through ``batcher`` (called from the loading thread)."""
+        self.batcher = batcher
         self.ready = True
 
     def load(self) -> bool:
@@ -84,11 +85,11 @@ class RuntimeModel(Model):
         self.ready = False
 
     def v2_signature(self) -> V2Signature:
-        """What GET /v2/models/M answers, from the unpacked archive (toolkit/_v2_metadata.py, as the TorchServe
-        path's wrapper answers it); empty lists until the model is loaded."""
-        if self._v2 is None and self.loaded is not None:
-            self._v2 = folder_v2_signature(self.loaded.model_dir)
-        return self._v2 or V2Signature()
+        """What GET /v2/models/M answers, read from the archive (toolkit/_v2_metadata.py) as the TorchServe path's
+        wrapper reads it; empty lists without one."""
+        if self._v2 is None:
+            self._v2 = archive_v2_signature(self.archive) if self.archive is not None else V2Signature()
+        return self._v2
 
     def get_input_types(self) -> list[dict[str, Any]]:
         return self.v2_signature().inputs
@@ -99,7 +100,12 @@ class RuntimeModel(Model):
     async def predict(
         self, payload: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
     ) -> Any:
-        """kserve's own predict path (what does not come through our routes): a dict body, the decoded answer."""
+        """kserve's own predict path (what does not come through our routes): gRPC v2's InferRequest, answered an
+        InferResponse (grpc_v2.py); a dict body, the decoded answer."""
+        if isinstance(payload, InferRequest):
+            if self.batcher is None:
+                raise grpc_v2.not_ready(self.name)
+            return await grpc_v2.infer(self.batcher, self.name, payload, headers or {})
         if self.batcher is None:
             raise ModelNotReady(self.name)
         answer = await self.batcher.submit(HandlerRequest(payload, "application/json", dict(headers or {})))
@@ -148,7 +154,7 @@ class RuntimeRESTServer(RESTServer):
         headers = dict(request.headers)
         content_type = media_type(headers.get("content-type"))
         body: Any
-        if v2 and _BINARY_V2 in headers:  # tritonclient's binary extension: the handler splits header and tensors
+        if v2 and grpc_v2.BINARY_HEADER in headers:  # tritonclient's binary extension: the handler splits it
             body, content_type = raw, "application/octet-stream"
         elif v2:
             check_content_type(headers.get("content-type"), V2_FORM)

@@ -144,13 +144,14 @@ def serve(
 
     ``runtime="python"`` serves the same layout with mar-build's own runtime instead (one process, kserve's
     ModelServer with the handlers in process, no Java; see toolkit/_runtime): a RuntimePredictor with the same
-    API. ``ts_ports``, ``grpc_port`` and ``torchserve`` concern TorchServe only (gRPC is not served by it yet).
+    API. ``ts_ports`` and ``torchserve`` concern TorchServe only.
 
     ``source`` is a layout folder, an ``s3://BUCKET/PREFIX`` URI (downloaded with kserve_storage, as the
     storage-initializer does; AWS_ENDPOINT_URL and the AWS_* credentials apply) or ``pvc://CLAIM/PATH`` with
     ``mount`` the folder where the claim is mounted. ``port``/``host``: the wrapper's HTTP address (the pod's 8080);
-    ``grpc_port`` turns on kserve's gRPC server. ``ts_ports="free"`` moves TorchServe's ports to free loopback ports
-    in a run copy of config.properties; ``"config"`` keeps the file's ports. ``workdir`` keeps the run folder (config
+    ``grpc_port`` turns on kserve's gRPC v2 server (the wrapper's, or the python runtime's). ``ts_ports="free"``
+    moves TorchServe's ports to free loopback ports in a run copy of config.properties; ``"config"`` keeps the
+    file's ports. ``workdir`` keeps the run folder (config
     copy, logs) instead of a temporary one removed at stop. ``torchserve`` is the `torchserve` script to run
     (e.g. from a venv with the TorchServe release of the pod's image, 0.9.0); default: the one beside this Python.
     ``metrics_port``: where the Prometheus metrics are served (``predictor.metrics_url``): TorchServe's metrics API
@@ -173,8 +174,6 @@ def serve(
         raise ValueError(f"wrapper must be one of {', '.join(WRAPPERS)}, not {wrapper!r}")
     if python and wrapper != "ours":
         raise ServeError("the python runtime has no wrapper in front of it", hint="leave out wrapper (--wrapper)")
-    if python and grpc_port is not None:
-        raise ServeError("the python runtime serves no gRPC yet", hint="leave out grpc_port (--grpc-port)")
     exe = ""
     if not python:
         check_java()
@@ -182,7 +181,8 @@ def serve(
     check_port(host, port, "the runtime's HTTP port" if python else "the wrapper's HTTP port",
                "pass another port (--port)")
     if grpc_port is not None:
-        check_port(host, grpc_port, "the wrapper's gRPC port", "pass another port (--grpc-port)")
+        check_port(host, grpc_port, "the runtime's gRPC port" if python else "the wrapper's gRPC port",
+                   "pass another port (--grpc-port)")
     if metrics_port is not None:
         _check_metrics_port(metrics_port, host if python else "127.0.0.1", (port, grpc_port),
                             "free" if python else ts_ports)
@@ -258,7 +258,7 @@ def _start_python(
     predictor = serve_python(
         info, run, host=request.host, port=request.port, url=url, budget=budget,
         startup_timeout=request.startup_timeout, versions=versions, cleanup=cleanup, processes=processes, emit=emit,
-        metrics_port=request.metrics_port,
+        metrics_port=request.metrics_port, grpc_port=request.grpc_port,
     )
     return predictor
 

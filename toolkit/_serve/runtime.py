@@ -1,10 +1,11 @@
 """serve(..., runtime="python"): the layout served by mar-build's own runtime, one process, no Java.
 
-    python -m toolkit._runtime --layout LAYOUT --http-port PORT --host HOST --workdir RUN/unpacked
+    python -m toolkit._runtime --layout LAYOUT --http-port PORT --host HOST --workdir RUN/unpacked [--grpc-port N]
 
 The process is kserve's ModelServer with the handlers in process (toolkit/_runtime). Readiness is waited for as
 for TorchServe's stack: ``GET /`` answers, then ``GET /v1/models/M`` is 200 for every model; the process exiting
-first (a handler that fails to load) is a ServeError quoting its log.
+first (a handler that fails to load) is a ServeError quoting its log. With a gRPC port the runtime also serves
+KServe's gRPC v2 (GRPCInferenceService) there, on the same host (toolkit/_runtime/grpc_v2.py).
 """
 
 from __future__ import annotations
@@ -66,10 +67,13 @@ class RuntimePredictor(Running):
         }
 
 
-def start_runtime(layout: Path, run: RunFolder, host: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``python -m toolkit._runtime`` on the layout, in its own session, logging to RUN/logs/runtime.log."""
+def start_runtime(layout: Path, run: RunFolder, host: str, port: int, env: dict[str, str],
+                  grpc_port: int | None = None) -> subprocess.Popen[bytes]:
+    """``python -m toolkit._runtime`` on the layout, in its own session, logging to RUN/logs/runtime.log; gRPC v2
+    on ``grpc_port`` when given."""
     cmd = [sys.executable, "-m", MODULE, "--layout", str(layout), "--http-port", str(port), "--host", host,
            "--workdir", str(run.path / "unpacked"), "--parent-pid", str(os.getpid())]
+    cmd += [] if grpc_port is None else ["--grpc-port", str(grpc_port)]
     with open(run.log(LOG), "ab") as out:
         return subprocess.Popen(cmd, cwd=run.path, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -86,13 +90,14 @@ def runtime_env(run: RunFolder, extra: dict[str, str]) -> dict[str, str]:
 def serve_python(
     info: Layout, run: RunFolder, *, host: str, port: int, url: str, budget: ThreadBudget, startup_timeout: float,
     versions: dict[str, str | None], cleanup: list[Path], processes: list[tuple[str, subprocess.Popen[bytes]]],
-    emit: OnEvent[ServeEvent], metrics_port: int | None = None,
+    emit: OnEvent[ServeEvent], metrics_port: int | None = None, grpc_port: int | None = None,
 ) -> RuntimePredictor:
     """Start the python runtime on a checked layout and return once every model answers ready; ``metrics_port``
-    gives its metrics a listener of their own (MAR_BUILD_METRICS_PORT), as TorchServe has one."""
+    gives its metrics a listener of their own (MAR_BUILD_METRICS_PORT), as TorchServe has one; ``grpc_port`` turns
+    on its gRPC v2 server."""
     startup = Startup(run, time.monotonic(), startup_timeout)
     extra = budget.env() | ({METRICS_PORT_ENV: str(metrics_port)} if metrics_port is not None else {})
-    process = start_runtime(info.path, run, host, port, runtime_env(run, extra))
+    process = start_runtime(info.path, run, host, port, runtime_env(run, extra), grpc_port)
     processes.append(("python runtime", process))
     wait_wrapper(process, url, startup, log_name=LOG, what="the python runtime")
     emit(ServeEvent("runtime-started", f"python runtime listening on {url}", details={"url": url}))
@@ -100,4 +105,5 @@ def serve_python(
     wait_models(names, versions, url, [("the python runtime", process, LOG)], startup, emit)
     metrics_url = None if metrics_port is None else f"http://{url_host(host)}:{metrics_port}/metrics"
     return RuntimePredictor(url=url, models=names, layout=info.path, run=run, process=process, cleanup=cleanup,
-                            ports={"http": port, "metrics": metrics_port}, threads=budget, metrics_url=metrics_url)
+                            ports={"http": port, "grpc": grpc_port, "metrics": metrics_port}, threads=budget,
+                            metrics_url=metrics_url)
