@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Served
+from runtime_support import Served
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,8 @@
 A mar-build tensor archive with two workers: both serve batches under concurrent load, each request keeps its own
 answer, the handlers' metrics of every worker arrive in the server's one /metrics, a killed worker is started again
 while its twin serves. A hand-built stock-handler archive under the stock kserve envelope serves from two workers
-too, and stopping leaves no process behind; a worker that cannot load fails serve() with its traceback.
+too, and stopping leaves no process behind; a worker that cannot load fails serve() with its traceback. A model
+still queued to load already answers its v2 metadata.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from conftest import Served, _add, _serve, stock_layout
+from runtime_support import Served, add_stock, serve_python, stock_layout
+from serve.serve_support import FIXTURES as SERVE_FIXTURES
+from serve.serve_support import add_model, archive, free_port
 from test_runtime import ROWS, _concurrent, close
 
 from toolkit._build.builder import build
@@ -66,7 +69,7 @@ def pooled(linear: tuple[Path, object], tmp_path_factory: pytest.TempPathFactory
                        "serving": {"batch_size": 4, "max_batch_delay": 50, "min_workers": 2, "max_workers": 2}},
                       base=model.parent)
     layout = build(spec, work / "layout").layout
-    with _serve(layout, work / "run") as predictor:
+    with serve_python(layout, work / "run") as predictor:
         yield Served(predictor, module)
 
 
@@ -172,10 +175,10 @@ def test_a_worker_that_cannot_load_fails_serve_with_its_traceback(
     spec = parse_spec({"name": "linear", "task": "tensor", "model": str(model),
                        "serving": {"min_workers": 1, "max_workers": 1}}, base=model.parent)
     layout = build(spec, tmp_path / "layout").layout
-    _add(layout, "broken", export / "broken.mar", batch_size=1)
+    add_stock(layout, "broken", export / "broken.mar", batch_size=1)
     set_workers(layout, "broken", 2)
     with pytest.raises(ServeError, match="weights of the wrong shape, on purpose"):
-        _serve(layout, tmp_path / "run")
+        serve_python(layout, tmp_path / "run")
 
 
 def test_a_stock_handler_serves_from_two_workers_and_stopping_leaves_none(
@@ -184,7 +187,7 @@ def test_a_stock_handler_serves_from_two_workers_and_stopping_leaves_none(
     model, module = linear
     layout = stock_layout(tmp_path, model, batch_size=4)
     set_workers(layout, "stock", 2)
-    predictor = _serve(layout, tmp_path / "run")
+    predictor = serve_python(layout, tmp_path / "run")
     served = Served(predictor, module)
     with predictor:
         workers = workers_of(predictor.pids["runtime"])
@@ -195,3 +198,61 @@ def test_a_stock_handler_serves_from_two_workers_and_stopping_leaves_none(
             assert close(reply.json()["predictions"], served.expected([ROWS[i % 3], ROWS[(i + 1) % 3]]))
     gone, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive, [w.pid for w in alive]
+
+
+def _first_in_snapshot(layout: Path, name: str) -> None:
+    config = layout / "config" / "config.properties"
+    lines = config.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("model_snapshot="):
+            snapshot = json.loads(line.removeprefix("model_snapshot="))
+            models = snapshot["models"]
+            snapshot["models"] = {name: models.pop(name), **models}
+            lines[i] = "model_snapshot=" + json.dumps(snapshot, separators=(",", ":"))
+    config.write_text("\n".join(lines) + "\n")
+
+
+def _until(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def test_v2_metadata_answers_while_the_model_still_loads(linear: tuple[Path, object], tmp_path: Path) -> None:
+    """Models load one after another: a model queued behind a slow one is not ready, and GET /v2/models/M already
+    answers its true inputs and outputs, read from its archive (as the TorchServe path's wrapper does)."""
+    model, _ = linear
+    spec = parse_spec({"name": "linear", "task": "tensor", "model": str(model), "options": {"shape": [4]},
+                       "serving": {"min_workers": 2, "max_workers": 2}}, base=model.parent)
+    layout = build(spec, tmp_path / "layout").layout
+    gate = tmp_path / "gate-open"
+    (tmp_path / "gate.json").write_text(json.dumps({"path": str(gate)}))
+    add_model(layout, "echo", archive(SERVE_FIXTURES / "echo_handler.py", "echo", tmp_path / "mar",
+                                      [tmp_path / "gate.json"]))
+    _first_in_snapshot(layout, "echo")  # echo loads first and holds until the gate opens
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "runtime.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "toolkit._runtime", "--layout", str(layout), "--http-port",
+                                    str(port), "--workdir", str(tmp_path / "unpacked")],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert _until(lambda: httpx.get(f"{url}/v2/health/live").status_code == 200, 120), \
+            (tmp_path / "runtime.log").read_text()
+        loading = httpx.get(f"{url}/v2/models/linear")
+        assert loading.status_code == 200, loading.text
+        assert loading.json()["inputs"] == [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}]
+        assert httpx.get(f"{url}/v2/models/linear/ready").status_code != 200
+        gate.touch()
+        assert _until(lambda: httpx.get(f"{url}/v2/models/linear/ready").status_code == 200, 120), \
+            (tmp_path / "runtime.log").read_text()
+        assert httpx.get(f"{url}/v2/models/linear").json() == loading.json()
+    finally:
+        process.terminate()
+        process.wait(30)
