@@ -1,5 +1,5 @@
 """``python -m toolkit._runtime --layout DIR --http-port N [--host H] [--grpc-port N]``: serve a layout with the
-python runtime (``--grpc-port``: KServe's gRPC v2 too, on the same host; see grpc_v2.py).
+python runtime (``--grpc-port``: KServe's gRPC v2 too, on the same host; see toolkit/_grpc_v2.py).
 
 The server listens at once; every model of model_snapshot is registered and answers 503 (not ready) until its
 handler is loaded, which happens in a thread beside the server, one model after another (a model of minWorkers > 1
@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._layout import TS_DEFAULT_MAX_REQUEST, read_layout, truthy
+from .._layout import THREADS_ENV, TS_DEFAULT_MAX_REQUEST, read_layout, truthy
 from .._metrics import declare_layout_metrics
 
 # kserve.model_server parses sys.argv at import: give it only what we mean (the /docs page on), never our options.
@@ -34,9 +34,9 @@ try:
 finally:
     sys.argv = _argv
 
-from .batcher import Batcher  # noqa: E402 - after kserve, whose import must see the argv above
+from .._grpc_v2 import V2GRPCServer  # noqa: E402 - after kserve, whose import must see the argv above
+from .batcher import Batcher  # noqa: E402
 from .envelope import check_envelope  # noqa: E402
-from .grpc_v2 import RuntimeGRPCServer  # noqa: E402
 from .loader import LoadedModel, Settings, load_model, unpack  # noqa: E402
 from .server import RuntimeModel, RuntimeRESTServer  # noqa: E402
 from .workers import InProcess, Lane, WorkerSpec, set_threads, start_workers  # noqa: E402
@@ -50,6 +50,11 @@ def envelope_of(properties: dict[str, str], environ: dict[str, str]) -> str | No
     if truthy(properties.get("enable_envvars_config")):
         envelope = environ.get("TS_SERVICE_ENVELOPE") or envelope
     return envelope
+
+
+def _threads_per_worker() -> int | None:
+    value = os.environ.get(THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelope: str | None,
@@ -84,7 +89,7 @@ def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelo
                                    properties=info.properties)
                 loaded.append(model)
                 lanes = [InProcess(model)]
-            by_name[entry.name].attach(Batcher(entry.name, settings, lanes, queue_size))
+            by_name[entry.name].attach(Batcher(entry.name, settings, lanes, queue_size, _threads_per_worker()))
             log.info("model %s is ready (%d worker%s, loaded in %.1f s)", entry.name, len(lanes),
                      "s" if len(lanes) > 1 else "", time.monotonic() - started)
     except BaseException:
@@ -132,9 +137,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     size = info.properties.get("max_request_size", "").strip()
     RuntimeRESTServer.max_request_size = int(size) if size.isdigit() else TS_DEFAULT_MAX_REQUEST
     _model_server.RESTServer = RuntimeRESTServer  # the class ModelServer.start() instantiates
-    RuntimeGRPCServer.host = args.host
-    RuntimeGRPCServer.max_request_size = RuntimeRESTServer.max_request_size  # TorchServe's gRPC limit too
-    _model_server.GRPCServer = RuntimeGRPCServer  # likewise, when --grpc-port turns it on
+    V2GRPCServer.host = args.host
+    V2GRPCServer.max_request_size = RuntimeRESTServer.max_request_size  # TorchServe's gRPC limit too
+    _model_server.GRPCServer = V2GRPCServer  # likewise, when --grpc-port turns it on
     server = ModelServer(http_port=args.http_port, grpc_port=args.grpc_port or 0,
                          enable_grpc=args.grpc_port is not None, workers=1, enable_latency_logging=False,
                          enable_docs_url=True)

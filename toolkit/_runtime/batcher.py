@@ -40,13 +40,15 @@ Pending = tuple[Request, "asyncio.Future[Answer]", float]
 class Batcher:
     """The queue and batch loop of one model over its workers (``lanes``); ``submit`` answers one request."""
 
-    def __init__(self, name: str, settings: Settings, lanes: list[Lane], queue_size: int = DEFAULT_QUEUE) -> None:
+    def __init__(self, name: str, settings: Settings, lanes: list[Lane], queue_size: int = DEFAULT_QUEUE,
+                 threads_per_worker: int | None = None) -> None:
         if not lanes:
             raise ValueError(f"model {name}: a batcher needs at least one worker")
         self.name = name
         self.settings = settings
         self.lanes = list(lanes)
         self.queue_size = queue_size
+        self.threads_per_worker = threads_per_worker
         self.batches: list[int] = []  # the size of every batch run, for tests
         self._metrics = runtime_metrics()  # TorchServe's names; the handler reports its own through its context
         self._pending: collections.deque[Pending] = collections.deque()
@@ -111,16 +113,26 @@ class Batcher:
                 for _, _, started in batch:
                     self._metrics.queued(self.name, URL_VERSION, now - started)
                 self.batches.append(len(batch))
-                task = loop.create_task(self._run(self._idle.popleft(), batch))
+                lane = self._idle.popleft()
+                task = loop.create_task(self._run(lane, batch, self._threads()))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 
-    async def _run(self, lane: Lane, batch: list[Pending]) -> None:
+    def _threads(self) -> int | None:
+        """Torch threads for a batch starting now: the model's workers' threads (MAR_BUILD_THREADS each) shared by
+        the workers busy with it, so that a lone batch on an idle model runs as fast as its CPUs allow, and a
+        loaded model's workers one share each. None: each handler keeps what it chose."""
+        if self.threads_per_worker is None or len(self.lanes) == 1:
+            return None
+        busy = len(self.lanes) - len(self._idle)
+        return max(1, self.threads_per_worker * len(self.lanes) // max(1, busy))
+
+    async def _run(self, lane: Lane, batch: list[Pending], threads: int | None = None) -> None:
         """One batch on one worker; the worker goes back to the idle ones (restarted first if it died)."""
         loop = asyncio.get_running_loop()
         executor = self._executors[id(lane)]
         try:
-            answers = await loop.run_in_executor(executor, lane.run, [request for request, _, _ in batch])
+            answers = await loop.run_in_executor(executor, lane.run, [request for request, _, _ in batch], threads)
         except Exception:  # a bug here, not in the handler (run_batch catches those): answer, keep serving
             log.exception("model %s: running a batch failed", self.name)
             answers = [Answer.error(500, "the runtime failed to run the batch")] * len(batch)
@@ -133,7 +145,9 @@ class Batcher:
             except Exception:
                 log.exception("model %s: restarting %s failed; it serves no more", self.name, lane.label)
                 return
-        self._idle.append(lane)
+        # Last in, first out: an idle model keeps using the worker that ran last (its caches warm, and no other
+        # worker competes with the threads torch leaves spinning for a moment after a batch).
+        self._idle.appendleft(lane)
         if self._wakeup is not None:
             self._wakeup.set()
 

@@ -51,7 +51,7 @@ class Lane(Protocol):
     label: str
     broken: bool
 
-    def run(self, requests: list[Request]) -> list[Answer]: ...
+    def run(self, requests: list[Request], threads: int | None = None) -> list[Answer]: ...
 
     def restart(self) -> None: ...
 
@@ -81,7 +81,7 @@ class InProcess:
         self.model = model
         self.label = f"model {model.name}'s worker (in process)"
 
-    def run(self, requests: list[Request]) -> list[Answer]:
+    def run(self, requests: list[Request], threads: int | None = None) -> list[Answer]:
         return run_model(self.model, requests)
 
     def restart(self) -> None:
@@ -135,9 +135,9 @@ class WorkerProcess:
             raise WorkerFailed(f"{self.label} could not load the model:\n{detail}")
         log.info("%s is ready (process %s)", self.label, detail)
 
-    def run(self, requests: list[Request]) -> list[Answer]:
+    def run(self, requests: list[Request], threads: int | None = None) -> list[Answer]:
         try:
-            self._conn.send(requests)
+            self._conn.send((requests, threads))
             answers, metrics = self._conn.recv()
         except (EOFError, OSError):
             self.broken = True
@@ -177,12 +177,20 @@ def start_workers(spec: WorkerSpec, count: int) -> list[WorkerProcess]:
     return workers
 
 
+def _use_threads(threads: int) -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def _serve(conn: Connection, model: LoadedModel) -> None:
     while True:
         try:
-            requests = conn.recv()
+            requests, threads = conn.recv()
         except (EOFError, OSError):
             return  # the server is gone
+        if threads is not None:
+            _use_threads(threads)
         try:
             answers = run_model(model, requests)
         except Exception:  # a bug here, not in the handler (run_batch catches those): answer, keep serving
