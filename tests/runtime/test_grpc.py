@@ -24,7 +24,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from serve.serve_support import free_port
 
 from toolkit._build.builder import build
-from toolkit._runtime.grpc_v2 import V2Body, infer_response, status_error, v2_body
+from toolkit._grpc_v2 import V2Body, infer_response, status_error, v2_body
 from toolkit._runtime.handling import Answer
 from toolkit._runtime.server import RuntimeModel
 from toolkit._serve import RuntimePredictor, serve
@@ -211,6 +211,26 @@ def test_grpc_and_rest_together_all_right(served: Grpc) -> None:
     right = [[expected[t] for t in batch] for batch in picks]
     assert over_grpc == right
     assert over_rest == right
+
+
+def test_the_torchserve_path_answers_grpc_the_same(served: Grpc, tmp_path: Path) -> None:
+    """The TorchServe path's wrapper (serve --grpc-port) sends ModelInfer to TorchServe's /v2/models/M/infer as the
+    same v2 body: the same labels as the python runtime's gRPC, the handler's 400 as INVALID_ARGUMENT."""
+    layout = served.predictor.layout
+    name, texts = served.case.name, served.texts
+    grpc_port = free_port()
+    with serve(layout, port=free_port(), grpc_port=grpc_port, workdir=tmp_path / "run", startup_timeout=300) as ts:
+        assert ts.runtime == "torchserve" and ts.ports["grpc"] == grpc_port
+        other = Grpc(served.predictor, f"127.0.0.1:{grpc_port}", served.case)
+        ready = other.call(lambda client: client.is_model_ready(name))
+        labels = _labels(other.call(lambda client: client.infer(_texts_request(name, texts))))
+        wrong = _rpc_error(other, _texts_request(name, [1.5] * len(texts), "FP32"))
+        missing = _rpc_error(other, _texts_request("no-such-model", texts))
+    assert ready is True
+    assert labels == _labels(served.call(lambda client: client.infer(_texts_request(name, texts))))
+    served.case.check(labels)
+    assert wrong.code() == grpc.StatusCode.INVALID_ARGUMENT and "FP32" in (wrong.details() or ""), wrong.details()
+    assert missing.code() == grpc.StatusCode.NOT_FOUND and name in (missing.details() or "")
 
 
 # -- the conversions, without a server ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from toolkit._front_door import V1Request, too_large_message
 from toolkit._layout import TS_DEFAULT_MAX_REQUEST
-from toolkit._serve.wrapper import MAX_UPSTREAM_CONNECTIONS, UNREACHABLE_STATUS, TorchServeUpstream, UpstreamError
+from toolkit._serve.upstream import MAX_UPSTREAM_CONNECTIONS, UNREACHABLE_STATUS, TorchServeUpstream, UpstreamError
 
 Answer = tuple[int, str, bytes, dict[str, str]]  # status, reason, body, headers
 

@@ -34,6 +34,7 @@ from kserve.errors import ModelNotFound, ModelNotReady
 from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.server import RESTServer
 
+from .. import _grpc_v2
 from .._front_door import (
     V2_FORM,
     KeepAliveOnError,
@@ -104,7 +105,7 @@ class RuntimeModel(Model):
         InferResponse (grpc_v2.py); a dict body, the decoded answer."""
         if isinstance(payload, InferRequest):
             if self.batcher is None:
-                raise grpc_v2.not_ready(self.name)
+                raise _grpc_v2.not_ready(self.name)
             return await grpc_v2.infer(self.batcher, self.name, payload, headers or {})
         if self.batcher is None:
             raise ModelNotReady(self.name)
@@ -154,7 +155,7 @@ class RuntimeRESTServer(RESTServer):
         headers = dict(request.headers)
         content_type = media_type(headers.get("content-type"))
         body: Any
-        if v2 and grpc_v2.BINARY_HEADER in headers:  # tritonclient's binary extension: the handler splits it
+        if v2 and _grpc_v2.BINARY_HEADER in headers:  # tritonclient's binary extension: the handler splits it
             body, content_type = raw, "application/octet-stream"
         elif v2:
             check_content_type(headers.get("content-type"), V2_FORM)

@@ -26,7 +26,8 @@ worker is READY, and serve ``/v1/models...`` on the HTTP port. Differences from 
   protocol's model-ready call: 200 ready, otherwise not ready).
 - A 404 for an unknown model lists the names this server has (the name is the model_snapshot key).
 - TorchServe's non-2xx answers reach the client with their status and body (see ``UpstreamError``).
-- It binds ``--host`` (default loopback), not always 0.0.0.0, and kserve's gRPC server runs only with --grpc-port.
+- It binds ``--host`` (default loopback), not always 0.0.0.0, and kserve's gRPC server runs only with --grpc-port;
+  its ModelInfer goes to TorchServe's REST ``/v2/models/M/infer`` as the v2 body the handlers read (_grpc_v2.py).
 - A bad request gets its own 4xx with ``{"error": message}`` and never a 500 or a traceback (``front_door.py``): the
   v1 verbs take a JSON object ``{"instances": [...]}`` (415 for other content types, 413 over max_request_size,
   405 for other methods), and its bytes go to TorchServe as received. kserve would re-encode the parsed body
@@ -43,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -53,7 +53,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 
 from .._front_door import (
@@ -67,14 +66,13 @@ from .._front_door import (
     check_v2_envelope,
     post_only,
     read_body,
-    too_large_message,
 )
 from .._layout import TS_DEFAULT_MAX_REQUEST
 from .._v2_metadata import V2Signature, add_versioned_routes
 from .config import read_max_request_size, read_v2_signatures, read_wrapper_config
 from .processes import terminate_group
 from .readiness import poll_readiness
-from .stock import stock_error, stock_models_ready, stock_payload, stock_ready, stock_transport_error
+from .stock import stock_models_ready, stock_payload, stock_ready
 
 # kserve.model_server parses sys.argv when it is imported (module-level argparse with allow_abbrev): our own
 # options, or pytest's, would be read as kserve's (``--config`` abbreviates ``--configure_logging``). Import it
@@ -91,114 +89,13 @@ try:
 finally:
     sys.argv = _argv
 
+from kserve.protocol.infer_type import InferRequest, InferResponse  # noqa: E402 - after kserve.model_server
+
+from .._grpc_v2 import BINARY_HEADER as BINARY_V2_HEADER  # noqa: E402 - tritonclient's binary tensor extension
+from .._grpc_v2 import V2GRPCServer, infer_response, not_ready, v2_body  # noqa: E402
+from .upstream import TorchServeUpstream, UpstreamError  # noqa: E402
+
 log = logging.getLogger("toolkit.wrapper")
-
-UNREACHABLE_STATUS = 502
-BINARY_V2_HEADER = "inference-header-content-length"  # tritonclient's binary tensor extension
-MAX_UPSTREAM_CONNECTIONS = 100
-
-
-class UpstreamError(Exception):
-    """TorchServe answered a non-2xx status: the client gets that status and body unchanged."""
-
-    def __init__(self, status: int, body: bytes, content_type: str | None) -> None:
-        super().__init__(f"TorchServe answered {status}")
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-
-    @classmethod
-    def from_answer(cls, status: int, reason: str | None, body: bytes, content_type: str | None) -> UpstreamError:
-        if not body.strip():
-            # Netty's own rejections (413 too large, ...) may have no body; say what the status line said.
-            body = json.dumps({"error": reason or str(status)}).encode()
-            content_type = "application/json"
-        elif content_type is None:
-            # TorchServe sends a handler's answer without a content type; ours are JSON.
-            try:
-                json.loads(body)
-                content_type = "application/json"
-            except ValueError:
-                content_type = "text/plain; charset=utf-8"
-        return cls(status, body, content_type)
-
-
-class TorchServeUpstream:
-    """Keep-alive HTTP/1.1 calls to TorchServe's inference address, shared by every model of this wrapper.
-
-    kserve's own predictor client is httpx: measured here in front of a stand-in that answers at once, the wrapper
-    spent 3.3 ms of CPU per request with it (5.7 ms where ``sniffio`` is missing: httpcore then retries that import
-    on every call), most of it in httpcore's pool checking every idle connection on each request; with aiohttp (a
-    kserve dependency) 1.0 ms (benchmarks/README.md).
-    """
-
-    def __init__(
-        self, base_url: str, timeout_s: float, max_request_size: int = TS_DEFAULT_MAX_REQUEST, *, stock: bool = False
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-        self.max_request_size = max_request_size
-        self.stock = stock  # answer TorchServe's errors as the stock image's wrapper does (stock.py)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the server's event loop (an aiohttp session belongs to one loop).
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                # At most this many requests in flight to TorchServe, as with kserve's httpx client (its default
-                # pool): beyond it requests wait here instead of overflowing TorchServe's job queue (503s).
-                connector=aiohttp.TCPConnector(limit=MAX_UPSTREAM_CONNECTIONS, keepalive_timeout=60),
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                # The body is bytes we serialised; aiohttp's default JSON and cookie handling are not needed.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=False,
-            )
-        return self._session
-
-    async def call(self, name: str, verb: str, payload: Any, headers: dict[str, str] | None) -> Any:
-        """POST ``payload`` (bytes as they are, else encoded as JSON) to ``/v1/models/NAME:VERB``; the decoded JSON
-        answer, or ``UpstreamError``."""
-        # The stock wrapper's explain sends no Content-Type (kserve 0.11.1 Model.explain).
-        send = append_forwardable_headers(headers, {} if self.stock and verb == "explain"
-                                          else {"content-type": "application/json"})
-        url = f"{self.base_url}/v1/models/{name}:{verb}"
-        data = payload.raw if isinstance(payload, V1Request) else payload
-        body = await self._post(name, verb, url, data if isinstance(data, bytes) else orjson.dumps(data), send)
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise _bad_gateway(f"TorchServe's answer for model {name} is not JSON: {body[:200]!r}") from exc
-
-    async def infer_v2(self, name: str, raw: bytes, headers: dict[str, str]) -> bytes:
-        """POST a v2 body, as received, to TorchServe's ``/v2/models/NAME/infer`` (the one v2 path it routes: a
-        versioned URL is its own 404 there); the handler's answer, or ``UpstreamError``."""
-        return await self._post(name, "infer", f"{self.base_url}/v2/models/{name}/infer", raw, headers)
-
-    async def _post(self, name: str, verb: str, url: str, data: bytes, send: dict[str, str]) -> bytes:
-        try:
-            async with self._open().post(url, data=data, headers=send) as response:
-                body = await response.read()
-                if self.stock and response.status >= 300:
-                    answer = stock_error(verb, response.status, response.reason or "", body,
-                                         response.headers.get("content-type"), url)
-                    raise UpstreamError(500, answer, "application/json")
-                if response.status == 413 and not body.strip():
-                    body = json.dumps({"error": too_large_message(self.max_request_size)}).encode()
-                if response.status >= 300:
-                    raise UpstreamError.from_answer(
-                        response.status, response.reason, body, response.headers.get("content-type")
-                    )
-                return body
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            if self.stock:
-                raise UpstreamError(500, stock_transport_error(exc), "application/json") from exc
-            raise _unreachable(name, exc) from exc
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
 
 class TorchServeModel(Model):
@@ -242,18 +139,26 @@ class TorchServeModel(Model):
     async def predict(
         self, payload: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
     ) -> Any:
+        if isinstance(payload, InferRequest) and not self.upstream.stock:  # gRPC v2: to TorchServe's REST v2
+            return await self._infer_v2(payload, headers or {})
         return await self.upstream.call(self.name, "predict", payload, headers)
+
+    async def _infer_v2(self, request: InferRequest, headers: dict[str, str]) -> InferResponse:
+        """A gRPC ModelInfer as the v2 body the handlers read at TorchServe's /v2/models/M/infer (toolkit/_grpc_v2.py,
+        as the python runtime sends it), the handler's answer or error as gRPC's."""
+        if not self.ready:
+            raise not_ready(self.name)
+        v2 = v2_body(request)
+        raw = v2.body if isinstance(v2.body, bytes) else orjson.dumps(v2.body)
+        send = append_forwardable_headers(headers, {"content-type": v2.content_type, **v2.headers})
+        try:
+            body = await self.upstream.infer_v2(self.name, raw, send)
+        except UpstreamError as exc:
+            return infer_response(exc.status, exc.body, request, self.name)  # raises the status's gRPC error
+        return infer_response(200, body, request, self.name)
 
     async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         return await self.upstream.call(self.name, "explain", payload, headers)
-
-
-def _unreachable(name: str, exc: Exception) -> UpstreamError:
-    return _bad_gateway(f"TorchServe did not answer for model {name}: {type(exc).__name__}: {exc}")
-
-
-def _bad_gateway(message: str) -> UpstreamError:
-    return UpstreamError(UNREACHABLE_STATUS, json.dumps({"error": message}).encode(), "application/json")
 
 
 class _RESTServer(RESTServer):
@@ -413,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     _RESTServer.max_request_size = limit
     _RESTServer.stock = stock
     _model_server.RESTServer = _RESTServer  # the class ModelServer.start() instantiates
+    V2GRPCServer.host, V2GRPCServer.max_request_size = args.host, limit
+    _model_server.GRPCServer = V2GRPCServer  # with --grpc-port: bound to --host, ModelInfer to TorchServe's v2
     server = ModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port or 0,
