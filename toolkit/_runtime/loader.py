@@ -7,10 +7,11 @@ module's function (``handle`` by default; called ``handle(None, context)`` once 
 module defines (``initialize(context)`` once, ``handle(data, context)`` per batch). The same here, with two
 differences on purpose:
 
-- Every model runs in this one process, where TorchServe gives each its own worker process. Archives often ship a
-  module of the same name (every mar-build archive has ``mar_build_entry`` and ``mar_build_handlers``): before a
-  model is imported, the modules loaded from the previous models' folders leave ``sys.modules`` (the loaded
-  handlers keep theirs), so each model runs its own copy, as in separate workers.
+- The models of one worker each (minWorkers 1) run in the server's one process, where TorchServe gives each its
+  own worker process (models of several workers load in worker processes of their own: workers.py). Archives
+  often ship a module of the same name (every mar-build archive has ``mar_build_entry`` and
+  ``mar_build_handlers``): before a model is imported, the modules loaded from the previous models' folders leave
+  ``sys.modules`` (the loaded handlers keep theirs), so each model runs its own copy, as in separate workers.
 - A handler that fails to import *and* is no built-in handler raises its own import error, not the built-in
   lookup's (TorchServe's "No module named 'ts.torch_handler.X'" hides the real cause).
 

@@ -65,6 +65,8 @@ class LocalPredictor(Running):
     ``wait()`` blocks until it stops.
     """
 
+    runtime = "torchserve"
+
     def __init__(
         self, *, url: str, addresses: dict[str, str], models: list[str], layout: Path, run: RunFolder,
         torchserve: subprocess.Popen[bytes], wrapper: subprocess.Popen[bytes], cleanup: list[Path],
@@ -98,8 +100,9 @@ class LocalPredictor(Running):
     def to_dict(self) -> dict[str, Any]:
         """The endpoints, ports, process ids, paths and thread budget, JSON-able (``mar-build serve --json``)."""
         return {
-            "url": self.url, "models": list(self.models), "predict": {m: self.predict_url(m) for m in self.models},
-            "torchserve_url": self.torchserve_url, "management_url": self.management_url,
+            "runtime": self.runtime, "url": self.url, "models": list(self.models),
+            "predict": {m: self.predict_url(m) for m in self.models}, "torchserve_url": self.torchserve_url,
+            "management_url": self.management_url,
             "metrics_url": self.metrics_url, "ports": dict(self.ports), "pids": self.pids, "running": self.running,
             "log_path": str(self.log_path), "wrapper_log_path": str(self.wrapper_log_path),
             "model_log_path": str(self._run.log("model_log.log")), "run_dir": str(self.run_dir),
@@ -142,9 +145,9 @@ def serve(
 ) -> LocalPredictor | RuntimePredictor:
     """Start TorchServe and the kserve wrapper on a layout, as the predictor pod does; return when every model is ready.
 
-    ``runtime="python"`` serves the same layout with mar-build's own runtime instead (one process, kserve's
-    ModelServer with the handlers in process, no Java; see toolkit/_runtime): a RuntimePredictor with the same
-    API. ``ts_ports`` and ``torchserve`` concern TorchServe only.
+    ``runtime="python"`` serves the same layout with mar-build's own runtime instead (kserve's ModelServer, each
+    model's handler in minWorkers worker processes or, for one worker, in the same process; no Java; see
+    toolkit/_runtime): a RuntimePredictor with the same API. ``ts_ports`` and ``torchserve`` concern TorchServe only.
 
     ``source`` is a layout folder, an ``s3://BUCKET/PREFIX`` URI (downloaded with kserve_storage, as the
     storage-initializer does; AWS_ENDPOINT_URL and the AWS_* credentials apply) or ``pvc://CLAIM/PATH`` with

@@ -1,8 +1,9 @@
-"""serve(..., runtime="python"): the layout served by mar-build's own runtime, one process, no Java.
+"""serve(..., runtime="python"): the layout served by mar-build's own runtime, no Java.
 
     python -m toolkit._runtime --layout LAYOUT --http-port PORT --host HOST --workdir RUN/unpacked [--grpc-port N]
 
-The process is kserve's ModelServer with the handlers in process (toolkit/_runtime). Readiness is waited for as
+The process is kserve's ModelServer with each model's handler in it, or in its worker processes where minWorkers > 1
+(toolkit/_runtime); they are in its process group, stopped with it. Readiness is waited for as
 for TorchServe's stack: ``GET /`` answers, then ``GET /v1/models/M`` is 200 for every model; the process exiting
 first (a handler that fails to load) is a ServeError quoting its log. With a gRPC port the runtime also serves
 KServe's gRPC v2 (GRPCInferenceService) there, on the same host (toolkit/_runtime/grpc_v2.py).
