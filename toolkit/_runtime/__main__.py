@@ -1,9 +1,10 @@
 """``python -m toolkit._runtime --layout DIR --http-port N [--host H] [--grpc-port N]``: serve a layout with the
 python runtime (``--grpc-port``: KServe's gRPC v2 too, on the same host; see toolkit/_grpc_v2.py).
 
-The server listens at once; every model of model_snapshot is registered and answers 503 (not ready) until its
-handler is loaded, which happens in a thread beside the server, one model after another (a model of minWorkers > 1
-in that many worker processes, loading in parallel: toolkit/_runtime/workers.py). A model that fails to
+The worker processes of every model of minWorkers > 1 start first (toolkit/_runtime/workers.py), so that their
+imports and loads run while this process imports kserve (about 3 s). The server then listens; every model of
+model_snapshot is registered and answers 503 (not ready) until it is loaded, which happens in a thread beside the
+server, one model after another (a model of one worker in this process, one of several in its workers). A model that fails to
 load ends the process with status 1 after logging its traceback (TorchServe's pod never becomes ready either;
 here whoever started us reads why in our log). ``--parent-pid``: exit when that process is gone (a killed
 notebook kernel must not leave the runtime behind).
@@ -22,24 +23,17 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .._layout import THREADS_ENV, TS_DEFAULT_MAX_REQUEST, read_layout, truthy
+from .._layout import THREADS_ENV, TS_DEFAULT_MAX_REQUEST, Layout, read_layout, truthy
 from .._metrics import declare_layout_metrics
+from .batcher import Batcher
+from .envelope import check_envelope
+from .loader import LoadedModel, Settings, load_model, unpack
+from .workers import InProcess, Lane, WorkerProcess, WorkerSpec, set_threads, start_workers, wait_ready
 
-# kserve.model_server parses sys.argv at import: give it only what we mean (the /docs page on), never our options.
-_argv, sys.argv = sys.argv, [sys.argv[0], "--enable_docs_url", "true"]
-try:
-    import kserve.model_server as _model_server
-    from kserve import ModelServer
-finally:
-    sys.argv = _argv
-
-from .._grpc_v2 import V2GRPCServer  # noqa: E402 - after kserve, whose import must see the argv above
-from .batcher import Batcher  # noqa: E402
-from .envelope import check_envelope  # noqa: E402
-from .loader import LoadedModel, Settings, load_model, unpack  # noqa: E402
-from .server import RuntimeModel, RuntimeRESTServer  # noqa: E402
-from .workers import InProcess, Lane, WorkerSpec, set_threads, start_workers  # noqa: E402
+if TYPE_CHECKING:
+    from .server import RuntimeModel
 
 log = logging.getLogger("toolkit.runtime")
 
@@ -57,19 +51,41 @@ def _threads_per_worker() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
+def _kserve() -> Any:
+    """kserve's model_server, imported (about 3 s: it brings pandas and the Kubernetes client) once the worker
+    processes are on their way. It parses sys.argv at import: it sees only what we mean (the /docs page on)."""
+    argv, sys.argv = sys.argv, [sys.argv[0], "--enable_docs_url", "true"]
+    try:
+        import kserve.model_server as model_server
+    finally:
+        sys.argv = argv
+    return model_server
+
+
+def start_pools(info: Layout, unpack_root: Path, envelope: str | None) -> dict[str, list[WorkerProcess]]:
+    """The worker processes of every model of minWorkers > 1, started at once (each unpacked here first): their
+    imports and loads run while this process imports kserve. The first entry of a name is the one served."""
+    pools: dict[str, list[WorkerProcess]] = {}
+    for entry in info.entries:
+        count = Settings.of(entry).min_workers
+        if entry.name in pools or count <= 1:
+            continue
+        unpack(entry.archive(info.path), unpack_root / entry.name)  # once, before its workers start
+        pools[entry.name] = start_workers(WorkerSpec(info.path, entry.name, unpack_root, envelope), count)
+    return pools
+
+
 def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelope: str | None,
-             queue_size: int) -> None:
+             queue_size: int, pools: dict[str, list[WorkerProcess]]) -> None:
     """Load every model (from this thread), attaching each as it is ready; exit the process on a failure.
 
-    A model with one worker is loaded here, in the server's process; one with minWorkers > 1 is unpacked here once
-    and loaded by that many worker processes, in parallel (toolkit/_runtime/workers.py)."""
+    A model with one worker is loaded here, in the server's process; one with minWorkers > 1 is loaded by its
+    worker processes (``pools``, started already), in parallel (toolkit/_runtime/workers.py)."""
     info = read_layout(layout)
     by_name = {m.name: m for m in models}
     loaded: list[LoadedModel] = []
     seen: set[str] = set()
     try:
-        if envelope:
-            check_envelope(envelope)  # a name TorchServe has no envelope for fails here, before any model loads
         for entry in info.entries:
             if entry.name in seen:
                 continue  # TorchServe serves one version per name here too: the first listed
@@ -77,11 +93,8 @@ def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelo
             started = time.monotonic()
             settings = Settings.of(entry)
             lanes: list[Lane]
-            if settings.min_workers > 1:
-                unpack(entry.archive(layout), unpack_root / entry.name)  # once, before its workers start
-                spec = WorkerSpec(layout, entry.name, unpack_root, envelope)
-                lanes = list(start_workers(spec, settings.min_workers))
-                model = None
+            if entry.name in pools:
+                lanes = list(wait_ready(pools[entry.name]))
             else:
                 if not loaded:
                     set_threads()
@@ -119,6 +132,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    args.layout = args.layout.resolve()
     info = read_layout(args.layout)
     declare_layout_metrics(info.properties, info.path)
     names = list(dict.fromkeys(e.name for e in info.entries))
@@ -128,6 +142,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     queue_size = int(info.properties.get("job_queue_size", "100") or 100)
     unpack_root = args.workdir or Path(tempfile.mkdtemp(prefix="mar-build-runtime-"))
     log.info("python runtime: models %s from %s, envelope %s", names, args.layout, envelope or "none")
+    if envelope:
+        check_envelope(envelope)  # a name TorchServe has no envelope for fails here, before any model loads
+    pools = start_pools(info, unpack_root, envelope)
+    _model_server = _kserve()
+    from .._grpc_v2 import V2GRPCServer
+    from .server import RuntimeModel, RuntimeRESTServer
 
     archives: dict[str, Path] = {}
     for entry in info.entries:
@@ -140,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     V2GRPCServer.host = args.host
     V2GRPCServer.max_request_size = RuntimeRESTServer.max_request_size  # TorchServe's gRPC limit too
     _model_server.GRPCServer = V2GRPCServer  # likewise, when --grpc-port turns it on
-    server = ModelServer(http_port=args.http_port, grpc_port=args.grpc_port or 0,
+    server = _model_server.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port or 0,
                          enable_grpc=args.grpc_port is not None, workers=1, enable_latency_logging=False,
                          enable_docs_url=True)
     for model in models:
@@ -148,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     if not args.access_log:
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    threading.Thread(target=load_all, args=(args.layout.resolve(), models, unpack_root, envelope, queue_size),
+    threading.Thread(target=load_all, args=(args.layout, models, unpack_root, envelope, queue_size, pools),
                      name="load-models", daemon=True).start()
     if args.parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()

@@ -165,8 +165,12 @@ class WorkerProcess:
 
 
 def start_workers(spec: WorkerSpec, count: int) -> list[WorkerProcess]:
-    """``count`` worker processes of one model, loading in parallel; returns once every one is ready."""
-    workers = [WorkerProcess(spec, index) for index in range(count)]
+    """``count`` worker processes of one model, started (they load in parallel; ``wait_ready`` waits for them)."""
+    return [WorkerProcess(spec, index) for index in range(count)]
+
+
+def wait_ready(workers: list[WorkerProcess]) -> list[WorkerProcess]:
+    """``workers`` once every one has loaded its model; on a failure, all of them stopped and WorkerFailed."""
     try:
         for worker in workers:
             worker.wait_ready()
