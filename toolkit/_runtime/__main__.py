@@ -4,10 +4,10 @@ python runtime (``--grpc-port``: KServe's gRPC v2 too, on the same host; see too
 The worker processes of every model of minWorkers > 1 start first (toolkit/_runtime/workers.py), so that their
 imports and loads run while this process imports kserve (about 3 s). The server then listens; every model of
 model_snapshot is registered and answers 503 (not ready) until it is loaded, which happens in a thread beside the
-server, one model after another (a model of one worker in this process, one of several in its workers). A model that fails to
-load ends the process with status 1 after logging its traceback (TorchServe's pod never becomes ready either;
-here whoever started us reads why in our log). ``--parent-pid``: exit when that process is gone (a killed
-notebook kernel must not leave the runtime behind).
+server, one model after another (a model of one worker in this process, one of several in its workers). A model
+that fails to load ends the process with status 1 after logging its traceback (TorchServe's pod never becomes
+ready either; here whoever started us reads why in our log). ``--parent-pid``: exit when that process is gone (a
+killed notebook kernel must not leave the runtime behind).
 """
 
 from __future__ import annotations
