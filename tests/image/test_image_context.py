@@ -17,7 +17,7 @@ from image_support import HAND_CONFIG, make_layout
 import toolkit._cli.image  # noqa: F401 - registers `image` on the group (until it joins _COMMANDS)
 from toolkit._cli import cli
 from toolkit._image import TORCHSERVE_ENTRY_MODULE, ImageError, image
-from toolkit._layout import parse_properties
+from toolkit._layout import check, parse_properties
 
 TS_ARGS = ["torchserve", "--start", "--model-store=/mnt/models/model-store",
            "--ts-config=/mnt/models/config/config.properties"]
@@ -148,6 +148,10 @@ def test_install_py_dep_per_model_goes_off_and_every_other_byte_stays(tmp_path):
     # TorchServe 0.12 (the image's) checks tokens by default; the wrapper sends none: the key is added at the end
     assert after == before.replace("install_py_dep_per_model = true\n", "install_py_dep_per_model=false\n") + (
         "# set by mar-build image (the image's needs)\ndisable_token_authorization=true\n")
+    # the layout still stages and serves: the packaged requirements are the image's now (a warning, no error)
+    report = check(layout, pod=False)
+    assert not [p for p in report.errors if "requirements" in p.message], report.errors
+    assert [p for p in report.warnings if "install_py_dep_per_model=false" in p.message]
     assert parse_properties(after)["default_workers_per_model"] == "2"
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     mtime = path.stat().st_mtime_ns

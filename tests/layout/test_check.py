@@ -71,7 +71,7 @@ def test_requirements_without_install_flag(tensor_spec, tmp_path: Path) -> None:
     built = build(tensor_spec(requirements=["numpy"]), tmp_path / "layout").layout
     assert check(built).ok
     _edit(built, r"^install_py_dep_per_model=true\n", "")
-    assert any("install_py_dep_per_model is not true" in m for m in _messages(built))
+    assert any("install_py_dep_per_model is not set" in m for m in _messages(built))
 
 
 def test_unreferenced_and_unreadable_archives(layout: Path) -> None:

@@ -261,8 +261,19 @@ def test_preflight_says_what_each_runtime_does_with_the_property_off(
     base_layout: Path, demo_mar: Path, tmp_path: Path
 ) -> None:
     off = _layout(base_layout, tmp_path / "off", "reqdemo", demo_mar, install=False)
+    config = off / "config" / "config.properties"
+    explicit = config.read_text()
+    config.write_text("".join(line for line in explicit.splitlines(keepends=True)
+                              if not line.startswith("install_py_dep_per_model")))
+    # not set (TorchServe's default, false): TorchServe with the stock image fails to import -> an error
     [error] = [p for p in check(off, pod=False).errors if "requirements.txt" in p.message]
-    assert "the worker will not install it" in error.message
+    assert "the worker will not install it" in error.message and "is not set" in error.message
+    # set false on purpose (what `mar-build image` does for the image it builds): a warning naming the image
+    config.write_text(explicit)
+    torchserve = check(off, pod=False)
+    assert not [p for p in torchserve.errors if "requirements.txt" in p.message]
+    [ts_warning] = [p for p in torchserve.warnings if "requirements.txt" in p.message]
+    assert "install_py_dep_per_model=false" in ts_warning.message and "--image" in ts_warning.hint
     python = check(off, runtime="python", pod=False)
     assert not [p for p in python.errors if "requirements.txt" in p.message]
     [warning] = [p for p in python.warnings if "requirements.txt" in p.message]

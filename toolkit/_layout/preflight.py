@@ -331,12 +331,20 @@ def _check_requirements(name: str, requirements: object, props: dict[str, str], 
     """An archive's requirements file with install_py_dep_per_model off: both runtimes install nothing then."""
     if not requirements or truthy(props.get("install_py_dep_per_model")):
         return  # on: both install it at load (compat.py warns that the pod then needs a package index)
-    if runtime == "torchserve":
+    if runtime == "torchserve" and "install_py_dep_per_model" not in props:
         report._error(
-            f"model {name!r} packages {requirements} but install_py_dep_per_model is not true: the worker "
-            "will not install it and fails to import what it needs",
+            f"model {name!r} packages {requirements} but install_py_dep_per_model is not set (TorchServe's default "
+            "is false): the worker will not install it and fails to import what it needs",
             "add install_py_dep_per_model=true (the pod then needs a package index), or bake the packages into "
-            "the image and drop the requirements",
+            "an image (mar-build image LAYOUT -o DIR, which sets install_py_dep_per_model=false)",
+        )
+        return
+    if runtime == "torchserve":  # set false on purpose, as `mar-build image` does for the image it builds
+        report._warn(
+            f"model {name!r} packages {requirements} and install_py_dep_per_model=false: TorchServe installs "
+            "nothing, so the pod's image must have those packages (an image mar-build image built has them; "
+            "the stock pytorch/torchserve-kfs image does not)",
+            "render with --image IMAGE (the image mar-build image built), or set install_py_dep_per_model=true",
         )
         return
     # The python runtime's image is made for the layout by `mar-build image`, which bakes the requirements in and
