@@ -256,3 +256,11 @@ def test_v2_metadata_answers_while_the_model_still_loads(linear: tuple[Path, obj
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_a_models_workers_get_the_gpus_round_robin_as_torchserve_hands_them_out() -> None:
+    from toolkit._runtime.loader import gpu_for
+
+    assert [gpu_for(worker, 2) for worker in range(5)] == [0, 1, 0, 1, 0]
+    assert [gpu_for(worker, 1) for worker in range(3)] == [0, 0, 0]
+    assert gpu_for(0, 0) is None and gpu_for(3, 0) is None  # no GPU: the handler runs on the CPU

@@ -125,10 +125,15 @@ def _model_yaml(model_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _gpu_id() -> int | None:
+def gpu_for(worker: int, gpus: int) -> int | None:
+    """The GPU a model's ``worker``-th worker gets among ``gpus``: round robin, as TorchServe hands them out."""
+    return worker % gpus if gpus > 0 else None
+
+
+def _gpu_id(worker: int) -> int | None:
     import torch
 
-    return 0 if torch.cuda.is_available() else None
+    return gpu_for(worker, torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
 def import_handler(handler: str) -> tuple[Entry, Callable[[Context], Any]]:
@@ -169,11 +174,12 @@ def _modules_from(folder: Path) -> list[str]:
 
 def load_model(
     entry: SnapshotEntry, layout: Path, unpack_root: Path, *, envelope: str | None, previous: list[LoadedModel],
-    properties: Mapping[str, str] | None = None,
+    properties: Mapping[str, str] | None = None, worker: int = 0,
 ) -> LoadedModel:
     """Unpack, install the requirements of (install_py_dep_per_model) and initialise one model; ``previous`` are
     the models already loaded in this process (their modules step aside); ``properties`` the layout's
-    config.properties (read from ``layout`` when None). Safe to call from several processes for one model."""
+    config.properties (read from ``layout`` when None); ``worker`` the worker's index among the model's (its GPU,
+    round robin). Safe to call from several processes for one model."""
     mar = entry.archive(layout)
     install = install_enabled(read_layout(layout).properties if properties is None else properties)
     with model_lock(unpack_root, entry.name):
@@ -193,7 +199,7 @@ def load_model(
     settings = Settings.of(entry)
     context = Context(
         model_name=entry.name, model_dir=str(model_dir), manifest=manifest, batch_size=settings.batch_size,
-        gpu=_gpu_id(), model_yaml_config=_model_yaml(model_dir, manifest),
+        gpu=_gpu_id(worker), model_yaml_config=_model_yaml(model_dir, manifest),
     )
     try:
         entry_point, initialize = import_handler(handler)

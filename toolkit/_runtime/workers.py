@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record_handler_metrics()  # the server process exports them: every worker's, in one /metrics
         set_threads()
         model = load_model(entry, args.layout, args.unpack_root, envelope=args.envelope, previous=[],
-                           properties=info.properties)
+                           properties=info.properties, worker=args.index)
     except BaseException:
         conn.send(("failed", traceback.format_exc()))
         return 1
