@@ -264,3 +264,33 @@ def test_a_models_workers_get_the_gpus_round_robin_as_torchserve_hands_them_out(
     assert [gpu_for(worker, 2) for worker in range(5)] == [0, 1, 0, 1, 0]
     assert [gpu_for(worker, 1) for worker in range(3)] == [0, 0, 0]
     assert gpu_for(0, 0) is None and gpu_for(3, 0) is None  # no GPU: the handler runs on the CPU
+
+
+def test_a_model_whose_workers_cannot_start_again_stops_being_ready(
+    linear: tuple[Path, object], tmp_path: Path
+) -> None:
+    """Both workers die and their restarts fail (the layout no longer lists the model): after its tries the model
+    answers 503 "no worker left" at once and its readiness says not ready, as KServe's probe must see it."""
+    model, _ = linear
+    spec = parse_spec({"name": "linear", "task": "tensor", "model": str(model),
+                       "serving": {"min_workers": 2, "max_workers": 2}}, base=model.parent)
+    layout = build(spec, tmp_path / "layout").layout
+    with serve_python(layout, tmp_path / "run") as predictor:
+        url = predictor.predict_url("linear")
+        assert httpx.post(url, json={"instances": [ROWS[0]]}, timeout=60).status_code == 200
+        config = layout / "config" / "config.properties"
+        config.write_text(config.read_text().replace('"linear":', '"renamed":'))  # a restart finds no such model
+        for worker in workers_of(predictor.pids["runtime"]):
+            os.kill(worker.pid, signal.SIGKILL)
+        deadline, last = time.monotonic() + 120, None
+        while time.monotonic() < deadline:
+            last = httpx.post(url, json={"instances": [ROWS[0]]}, timeout=60)
+            if last.status_code == 503 and "no worker left" in last.text:
+                break
+            assert last.status_code == 503, last.text  # "died" while the workers are being started again
+            time.sleep(0.5)
+        assert last is not None and "no worker left" in last.text, last.text if last else None
+        assert httpx.get(f"{predictor.url}/v1/models/linear", timeout=30).status_code == 503
+        log = predictor.log_path.read_text(errors="replace")
+    assert "starting model linear's worker 0 again failed (try 3 of 3)" in log
+    assert "model linear has no worker left" in log

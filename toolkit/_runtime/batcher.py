@@ -20,6 +20,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from .._metrics import runtime_metrics
@@ -33,6 +34,7 @@ DEFAULT_QUEUE = 100
 # TorchServe labels its per-model counters with the version the URL named, "default" where it named none (as
 # /v1/models/M:predict does); the handler's own metrics carry the archive's version.
 URL_VERSION = "default"
+RESTART_TRIES = 3  # a dead worker is started again at most this many times in a row
 
 Pending = tuple[Request, "asyncio.Future[Answer]", float]
 
@@ -49,6 +51,7 @@ class Batcher:
         self.lanes = list(lanes)
         self.queue_size = queue_size
         self.threads_per_worker = threads_per_worker
+        self.on_no_workers: Callable[[], None] | None = None  # called once the last worker is given up on
         self.batches: list[int] = []  # the size of every batch run, for tests
         self._metrics = runtime_metrics()  # TorchServe's names; the handler reports its own through its context
         self._pending: collections.deque[Pending] = collections.deque()
@@ -62,6 +65,8 @@ class Batcher:
     async def submit(self, request: Request) -> Answer:
         """Queue ``request`` and wait for its answer (503 when the queue is full, 504 after responseTimeout)."""
         started = time.monotonic()
+        if not self.lanes:
+            return self._count(self._no_workers(), started)
         if len(self._pending) >= self.queue_size:
             answer = Answer.error(503, f"Model \"{self.name}\" has no worker to serve inference request: "
                                        f"its queue of {self.queue_size} requests is full")
@@ -139,17 +144,42 @@ class Batcher:
         for (_, future, _), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(answer)
-        if lane.broken:
-            try:
-                await loop.run_in_executor(executor, lane.restart)
-            except Exception:
-                log.exception("model %s: restarting %s failed; it serves no more", self.name, lane.label)
-                return
+        if lane.broken and not await self._restart(lane):
+            return
         # Last in, first out: an idle model keeps using the worker that ran last (its caches warm, and no other
         # worker competes with the threads torch leaves spinning for a moment after a batch).
         self._idle.appendleft(lane)
         if self._wakeup is not None:
             self._wakeup.set()
+
+    async def _restart(self, lane: Lane) -> bool:
+        """Start a dead worker again, RESTART_TRIES times at most (waiting 1, 2, 4 s between), as TorchServe
+        restarts its workers with a backoff; False once it gave up. A model left with no worker answers 503 and
+        stops being ready (``on_no_workers``), so that KServe's readiness probe sees it."""
+        loop = asyncio.get_running_loop()
+        for attempt in range(RESTART_TRIES):
+            try:
+                await loop.run_in_executor(self._executors[id(lane)], lane.restart)
+                return True
+            except Exception as exc:
+                log.error("model %s: starting %s again failed (try %d of %d): %s", self.name, lane.label,
+                          attempt + 1, RESTART_TRIES, exc)
+                await asyncio.sleep(2 ** attempt)
+        log.error("model %s: %s is given up on", self.name, lane.label)
+        self.lanes.remove(lane)
+        if not self.lanes:
+            log.error("model %s has no worker left: it is not ready, and its requests are answered 503", self.name)
+            while self._pending:
+                _, future, _ = self._pending.popleft()
+                if not future.done():
+                    future.set_result(self._no_workers())
+            if self.on_no_workers is not None:
+                self.on_no_workers()
+        return False
+
+    def _no_workers(self) -> Answer:
+        return Answer.error(503, f"model {self.name} has no worker left: each one died and could not be started "
+                                 "again (the runtime's log says why)")
 
     def close(self) -> None:
         if self._task is not None:

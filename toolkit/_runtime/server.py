@@ -68,9 +68,14 @@ class RuntimeModel(Model):
         self._v2: V2Signature | None = None
 
     def attach(self, batcher: Batcher) -> None:
-        """The model's workers are loaded: serve them through ``batcher`` (called from the loading thread)."""
+        """The model's workers are loaded: serve them through ``batcher`` (called from the loading thread); the model
+        stops being ready when the batcher has no worker left."""
         self.batcher = batcher
+        batcher.on_no_workers = self._lost_workers
         self.ready = True
+
+    def _lost_workers(self) -> None:
+        self.ready = False
 
     def load(self) -> bool:
         # kserve calls load() on the event loop for a model that is not ready: never block there.
