@@ -45,8 +45,8 @@ def add_stock(layout: Path, name: str, mar: Path, batch_size: int) -> None:
     config.write_text(set_properties(config.read_text(), {"enable_envvars_config": "true"}))
 
 
-def stock_layout(work: Path, model: Path, *, batch_size: int) -> Path:
-    """WORK/layout: the hand-built archive ``stock`` (torch-model-archiver, stock BaseHandler) alone, env config on."""
+def bare_layout(work: Path) -> Path:
+    """WORK/layout: a hand-written config.properties and an empty model store (add_model puts archives in)."""
     layout = work / "layout"
     (layout / "model-store").mkdir(parents=True)
     (layout / "config").mkdir()
@@ -55,6 +55,12 @@ def stock_layout(work: Path, model: Path, *, batch_size: int) -> Path:
         "grpc_inference_port=7070\nmodel_store=/mnt/models/model-store\nenable_envvars_config=false\n"
         'model_snapshot={"name":"startup.cfg","modelCount":0,"models":{}}\n'
     )
+    return layout
+
+
+def stock_layout(work: Path, model: Path, *, batch_size: int) -> Path:
+    """WORK/layout: the hand-built archive ``stock`` (torch-model-archiver, stock BaseHandler) alone, env config on."""
+    layout = bare_layout(work)
     add_stock(layout, "stock", stock_archive(model, work / "mar"), batch_size=batch_size)
     return layout
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from runtime_support import Served, add_stock, serve_python, stock_layout
+from runtime_support import FIXTURES, Served, add_stock, bare_layout, serve_python, stock_layout
 from serve.serve_support import FIXTURES as SERVE_FIXTURES
 from serve.serve_support import add_model, archive, free_port
 from test_runtime import ROWS, _concurrent, close
@@ -36,15 +36,15 @@ pytestmark = pytest.mark.slow
 WORKER_BATCH = re.compile(r"\[worker linear/(\d)\]: batch of (\d+) request\(s\)")
 
 
-def set_workers(layout: Path, name: str, count: int) -> None:
-    """minWorkers = maxWorkers = ``count`` for ``name`` in the layout's model_snapshot."""
+def set_workers(layout: Path, name: str, count: int, **settings: object) -> None:
+    """minWorkers = maxWorkers = ``count`` (and ``settings``) for ``name`` in the layout's model_snapshot."""
     config = layout / "config" / "config.properties"
     lines = config.read_text().splitlines()
     for i, line in enumerate(lines):
         if line.startswith("model_snapshot="):
             snapshot = json.loads(line.removeprefix("model_snapshot="))
-            for settings in snapshot["models"][name].values():
-                settings.update(minWorkers=count, maxWorkers=count)
+            for entry in snapshot["models"][name].values():
+                entry.update(minWorkers=count, maxWorkers=count, **settings)
             lines[i] = "model_snapshot=" + json.dumps(snapshot, separators=(",", ":"))
     config.write_text("\n".join(lines) + "\n")
 
@@ -294,3 +294,28 @@ def test_a_model_whose_workers_cannot_start_again_stops_being_ready(
         log = predictor.log_path.read_text(errors="replace")
     assert "starting model linear's worker 0 again failed (try 3 of 3)" in log
     assert "model linear has no worker left" in log
+
+
+def test_a_worker_that_does_not_answer_within_the_response_timeout_is_started_again(tmp_path: Path) -> None:
+    """As TorchServe does: past responseTimeout the request is a 504, its worker is stopped and started again, and
+    the model keeps serving from its other worker meanwhile."""
+    layout = bare_layout(tmp_path)
+    add_model(layout, "hang", archive(FIXTURES / "hanging_handler.py", "hang", tmp_path / "mar"))
+    set_workers(layout, "hang", 2, responseTimeout=3)
+    with serve_python(layout, tmp_path / "run") as predictor:
+        url = predictor.predict_url("hang")
+        before = {w.pid for w in workers_of(predictor.pids["runtime"])}
+        stuck = _concurrent(url, [{"instances": ["hang"]}, {"instances": ["fine"]}])
+        assert [r.status_code for r in stuck] == [504, 200], [r.text for r in stuck]
+        assert stuck[1].json() == {"predictions": ["fine"]}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = {w.pid for w in workers_of(predictor.pids["runtime"])}
+            if len(now) == 2 and now != before:
+                break
+            time.sleep(0.2)
+        assert len(now) == 2 and len(now & before) == 1, (before, now)  # the hung one replaced, its twin kept
+        answers = _concurrent(url, [{"instances": [i]} for i in range(6)])
+        assert [a.json() for a in answers] == [{"predictions": [i]} for i in range(6)]
+        log = predictor.log_path.read_text(errors="replace")
+    assert "did not answer a batch of 1 within 3 s (responseTimeout)" in log

@@ -67,11 +67,12 @@ def start_pools(info: Layout, unpack_root: Path, envelope: str | None) -> dict[s
     imports and loads run while this process imports kserve. The first entry of a name is the one served."""
     pools: dict[str, list[WorkerProcess]] = {}
     for entry in info.entries:
-        count = Settings.of(entry).min_workers
-        if entry.name in pools or count <= 1:
+        settings = Settings.of(entry)
+        if entry.name in pools or settings.min_workers <= 1:
             continue
         unpack(entry.archive(info.path), unpack_root / entry.name)  # once, before its workers start
-        pools[entry.name] = start_workers(WorkerSpec(info.path, entry.name, unpack_root, envelope), count)
+        spec = WorkerSpec(info.path, entry.name, unpack_root, envelope, settings.response_timeout_s)
+        pools[entry.name] = start_workers(spec, settings.min_workers)
     return pools
 
 

@@ -99,6 +99,7 @@ class WorkerSpec:
     model: str
     unpack_root: Path
     envelope: str | None
+    response_timeout_s: float = 120.0  # a worker that has not answered a batch by then is stopped and started again
 
 
 class WorkerProcess:
@@ -136,18 +137,32 @@ class WorkerProcess:
         log.info("%s is ready (process %s)", self.label, detail)
 
     def run(self, requests: list[Request], threads: int | None = None) -> list[Answer]:
+        timeout = self.spec.response_timeout_s
         try:
             self._conn.send((requests, threads))
+            if not self._conn.poll(timeout):  # as TorchServe, a worker that does not answer is restarted
+                log.error("%s did not answer a batch of %d within %g s (responseTimeout): stopping it and "
+                          "starting it again", self.label, len(requests), timeout)
+                self.broken = True
+                self.process.kill()
+                return [Answer.error(504, f"the worker did not answer within {timeout:g} s (the model's "
+                                          "responseTimeout); it is being started again")] * len(requests)
             answers, metrics = self._conn.recv()
         except (EOFError, OSError):
             self.broken = True
-            code = self.process.poll()
+            code = self._exit_status()
             log.error("%s died while running a batch of %d (status %s): starting it again", self.label,
                       len(requests), code)
             return [Answer.error(503, f"the worker running this request died (status {code}); it is being "
                                       "started again")] * len(requests)
         replay_handler_metrics(metrics)
         return list(answers)
+
+    def _exit_status(self) -> int | None:
+        try:
+            return self.process.wait(timeout=2)  # its socket may close a moment before it is reaped
+        except subprocess.TimeoutExpired:
+            return None
 
     def restart(self) -> None:
         self.close()
