@@ -162,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     V2GRPCServer.max_request_size = RuntimeRESTServer.max_request_size  # TorchServe's gRPC limit too
     _model_server.GRPCServer = V2GRPCServer  # likewise, when --grpc-port turns it on
     server = _model_server.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port or 0,
-                         enable_grpc=args.grpc_port is not None, workers=1, enable_latency_logging=False,
-                         enable_docs_url=True)
+                                       enable_grpc=args.grpc_port is not None, workers=1,
+                                       enable_latency_logging=False, enable_docs_url=True)
     for model in models:
         server.register_model(model)
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
