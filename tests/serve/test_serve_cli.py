@@ -215,3 +215,41 @@ def test_the_stock_wrappers_answers_need_torchserve(tensor_layout: Path) -> None
     result = CliRunner().invoke(cli, ["serve", str(tensor_layout), "--runtime", "python", "--wrapper", "image"])
     assert result.exit_code == 1
     assert "the python runtime has no wrapper in front of it" in result.output
+
+
+@pytest.mark.slow
+def test_serve_python_runtime_with_workers_and_grpc_then_ctrl_c(
+    tensor_layout: Path, tiny_model: TinyModel, tmp_path: Path
+) -> None:
+    """`mar-build serve --runtime python --grpc-port P --json` with minWorkers 2: the JSON says the runtime and the
+    gRPC port, REST and KServe's gRPC client both answer, and Ctrl-C leaves no process (the workers included)."""
+    import asyncio
+
+    from kserve import InferenceGRPCClient
+
+    layout = copy_layout(tensor_layout, tmp_path / "layout")
+    config = layout / "config" / "config.properties"
+    config.write_text(config.read_text().replace('"minWorkers":1,"maxWorkers":1', '"minWorkers":2,"maxWorkers":2'))
+    port, grpc_port, run = free_port(), free_port(), tmp_path / "run"
+    serving = ServeProcess([str(layout), "--runtime", "python", "--port", str(port), "--grpc-port", str(grpc_port),
+                            "--json", "--workdir", str(run)])
+    try:
+        info = json.loads(serving.wait_for(lambda line: line.startswith("{")))
+        assert (info["runtime"], info["ports"]["grpc"]) == ("python", grpc_port)
+        workers = [p for p in processes_mentioning(str(run)) if "toolkit._runtime.workers" in p]
+        assert len(workers) == 2, workers  # the model's two worker processes
+        instances = [[0.5, -1.0, 2.0, 0.0], [3.0, 3.0, 3.0, 3.0]]
+        answer = httpx.post(info["predict"]["linear"], json={"instances": instances})
+        assert_rows_close(answer.json()["predictions"], tiny_model.predict(instances))
+
+        async def ready() -> bool:
+            async with InferenceGRPCClient(f"127.0.0.1:{grpc_port}", retries=0, timeout=60) as client:
+                return bool(await client.is_model_ready("linear"))
+
+        assert asyncio.run(ready()) is True
+        serving.proc.send_signal(signal.SIGINT)
+        output = serving.output_until_exit()
+    finally:
+        serving.stop_hard()
+    assert serving.proc.returncode == 0, output
+    assert processes_mentioning(str(run)) == []

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +134,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    # kserve's v1 routes answer through fastapi's ORJSONResponse, which FastAPI now calls deprecated at every first
+    # request: a line in every user's log about code that is not theirs.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     args.layout = args.layout.resolve()
     info = read_layout(args.layout)
     declare_layout_metrics(info.properties, info.path)

@@ -49,6 +49,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -302,6 +303,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    # kserve's v1 routes answer through fastapi's ORJSONResponse, which FastAPI now calls deprecated at every first
+    # request: a line in every user's log about code that is not theirs.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     names, inference_url, management_url = read_wrapper_config(args.config)
     if not names:
         raise SystemExit(f"{args.config}: model_snapshot lists no models")
