@@ -77,13 +77,12 @@ def start_pools(info: Layout, unpack_root: Path, envelope: str | None) -> dict[s
     return pools
 
 
-def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelope: str | None,
+def load_all(info: Layout, models: list[RuntimeModel], unpack_root: Path, envelope: str | None,
              queue_size: int, pools: dict[str, list[WorkerProcess]]) -> None:
     """Load every model (from this thread), attaching each as it is ready; exit the process on a failure.
 
     A model with one worker is loaded here, in the server's process; one with minWorkers > 1 is loaded by its
     worker processes (``pools``, started already), in parallel (toolkit/_runtime/workers.py)."""
-    info = read_layout(layout)
     by_name = {m.name: m for m in models}
     loaded: list[LoadedModel] = []
     seen: set[str] = set()
@@ -100,7 +99,7 @@ def load_all(layout: Path, models: list[RuntimeModel], unpack_root: Path, envelo
             else:
                 if not loaded:
                     set_threads()
-                model = load_model(entry, layout, unpack_root, envelope=envelope, previous=loaded,
+                model = load_model(entry, info.path, unpack_root, envelope=envelope, previous=loaded,
                                    properties=info.properties)
                 loaded.append(model)
                 lanes = [InProcess(model)]
@@ -140,7 +139,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.layout = args.layout.resolve()
     info = read_layout(args.layout)
     declare_layout_metrics(info.properties, info.path)
-    names = list(dict.fromkeys(e.name for e in info.entries))
+    archives: dict[str, Path] = {}  # each name's archive: the first entry of a name is the one served
+    for entry in info.entries:
+        archives.setdefault(entry.name, entry.archive(info.path))
+    names = list(archives)
     if not names:
         raise SystemExit(f"{info.config_path}: model_snapshot lists no models")
     envelope = envelope_of(info.properties, dict(os.environ))
@@ -154,9 +156,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     from .._grpc_v2 import V2GRPCServer
     from .server import RuntimeModel, RuntimeRESTServer
 
-    archives: dict[str, Path] = {}
-    for entry in info.entries:
-        archives.setdefault(entry.name, entry.archive(info.path))
     models = [RuntimeModel(name, archives[name]) for name in names]
     RuntimeRESTServer.host = args.host
     size = info.properties.get("max_request_size", "").strip()
@@ -173,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     if not args.access_log:
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    threading.Thread(target=load_all, args=(args.layout, models, unpack_root, envelope, queue_size, pools),
+    threading.Thread(target=load_all, args=(info, models, unpack_root, envelope, queue_size, pools),
                      name="load-models", daemon=True).start()
     if args.parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
