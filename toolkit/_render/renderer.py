@@ -258,8 +258,9 @@ def _protocol(protocol: str, runtime: str) -> str:
         raise RenderError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if protocol == "grpc-v2" and runtime != "python":
         raise RenderError(
-            "protocol grpc-v2 is rendered for the python runtime only: it is the runtime mar-build serves and tests "
-            "gRPC v2 on (the TorchServe path's gRPC infer is not mar-build's to answer)",
+            "protocol grpc-v2 is rendered for the python runtime only: on kserve-torchserve a gRPC call reaches the "
+            "stock image's wrapper, whose gRPC infer mar-build has not run (locally, mar-build's own wrapper answers "
+            "it: serve --grpc-port)",
             hint="add --runtime python --image IMAGE, or use --protocol v2 (REST)",
         )
     if protocol == "v2" and runtime == "torchserve":

@@ -16,7 +16,7 @@ front door as on the TorchServe path (toolkit/_front_door.py: 400 for a body tha
 over max_request_size, 415 for other content types, 405 for other methods, the connection kept alive), so both
 runtimes answer the same bad v1 requests the same way; v2 bodies, JSON or tritonclient's binary extension, are the
 handler's to read. gRPC v2 (``--grpc-port``) reaches ``RuntimeModel.predict`` through kserve's servicer with an
-InferRequest, which goes the same way through the batcher (grpc_v2.py).
+InferRequest, which goes the same way through the batcher (toolkit/_runtime/grpc_v2.py).
 """
 
 from __future__ import annotations

@@ -154,9 +154,9 @@ def serve(
     ``mount`` the folder where the claim is mounted. ``port``/``host``: the wrapper's HTTP address (the pod's 8080);
     ``grpc_port`` turns on kserve's gRPC v2 server (the wrapper's, or the python runtime's). ``ts_ports="free"``
     moves TorchServe's ports to free loopback ports in a run copy of config.properties; ``"config"`` keeps the
-    file's ports. ``workdir`` keeps the run folder (config
-    copy, logs) instead of a temporary one removed at stop. ``torchserve`` is the `torchserve` script to run
-    (e.g. from a venv with the TorchServe release of the pod's image, 0.9.0); default: the one beside this Python.
+    file's ports. ``workdir`` keeps the run folder (config copy, logs) instead of a temporary one removed at stop.
+    ``torchserve`` is the `torchserve` script to run (e.g. from a venv with the TorchServe release of the pod's
+    image, 0.9.0); default: the one beside this Python.
     ``metrics_port``: where the Prometheus metrics are served (``predictor.metrics_url``): TorchServe's metrics API
     (default a free port), or the python runtime's own listener (default its HTTP port's ``/metrics``).
     ``wrapper="image"`` answers as the wrapper of the stock pytorch/torchserve-kfs image does (every error of

@@ -6,7 +6,7 @@ The process is kserve's ModelServer with each model's handler in it, or in its w
 (toolkit/_runtime); they are in its process group, stopped with it. Readiness is waited for as
 for TorchServe's stack: ``GET /`` answers, then ``GET /v1/models/M`` is 200 for every model; the process exiting
 first (a handler that fails to load) is a ServeError quoting its log. With a gRPC port the runtime also serves
-KServe's gRPC v2 (GRPCInferenceService) there, on the same host (toolkit/_runtime/grpc_v2.py).
+KServe's gRPC v2 (GRPCInferenceService) there, on the same host (toolkit/_grpc_v2.py).
 """
 
 from __future__ import annotations
