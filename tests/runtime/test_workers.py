@@ -18,13 +18,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
 from runtime_support import FIXTURES, Served, add_stock, bare_layout, serve_python, stock_layout
 from serve.serve_support import FIXTURES as SERVE_FIXTURES
-from serve.serve_support import add_model, archive, free_port
+from serve.serve_support import add_model, archive, edit_snapshot, free_port
 from test_runtime import ROWS, _concurrent, close
 
 from toolkit._build.builder import build
@@ -38,15 +39,12 @@ WORKER_BATCH = re.compile(r"\[worker linear/(\d)\]: batch of (\d+) request\(s\)"
 
 def set_workers(layout: Path, name: str, count: int, **settings: object) -> None:
     """minWorkers = maxWorkers = ``count`` (and ``settings``) for ``name`` in the layout's model_snapshot."""
-    config = layout / "config" / "config.properties"
-    lines = config.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("model_snapshot="):
-            snapshot = json.loads(line.removeprefix("model_snapshot="))
-            for entry in snapshot["models"][name].values():
-                entry.update(minWorkers=count, maxWorkers=count, **settings)
-            lines[i] = "model_snapshot=" + json.dumps(snapshot, separators=(",", ":"))
-    config.write_text("\n".join(lines) + "\n")
+
+    def change(snapshot: dict[str, Any]) -> None:
+        for entry in snapshot["models"][name].values():
+            entry.update(minWorkers=count, maxWorkers=count, **settings)
+
+    edit_snapshot(layout, change)
 
 
 def workers_of(runtime_pid: int) -> list[psutil.Process]:
@@ -201,15 +199,11 @@ def test_a_stock_handler_serves_from_two_workers_and_stopping_leaves_none(
 
 
 def _first_in_snapshot(layout: Path, name: str) -> None:
-    config = layout / "config" / "config.properties"
-    lines = config.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("model_snapshot="):
-            snapshot = json.loads(line.removeprefix("model_snapshot="))
-            models = snapshot["models"]
-            snapshot["models"] = {name: models.pop(name), **models}
-            lines[i] = "model_snapshot=" + json.dumps(snapshot, separators=(",", ":"))
-    config.write_text("\n".join(lines) + "\n")
+    def change(snapshot: dict[str, Any]) -> None:
+        models = snapshot["models"]
+        snapshot["models"] = {name: models.pop(name), **models}
+
+    edit_snapshot(layout, change)
 
 
 def _until(predicate: Callable[[], bool], seconds: float) -> bool:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,20 +107,29 @@ def archive(handler: Path, name: str, export: Path, extra_files: list[Path] | No
     return export / f"{name}.mar"
 
 
-def add_model(layout: Path, name: str, mar: Path, *, batch_size: int = 1, version: str = "1.0") -> None:
-    """Put ``mar`` in layout/model-store and a model_snapshot entry for it in config.properties."""
-    shutil.copy(mar, layout / "model-store" / f"{name}.mar")
+def edit_snapshot(layout: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``change`` to the parsed model_snapshot of the layout's config.properties and write it back."""
     config = layout / "config" / "config.properties"
     lines = config.read_text().splitlines()
     for i, line in enumerate(lines):
         if line.startswith("model_snapshot="):
             snapshot = json.loads(line.removeprefix("model_snapshot="))
-            snapshot["models"][name] = {version: {
-                "defaultVersion": True, "marName": f"{name}.mar", "minWorkers": 1, "maxWorkers": 1,
-                "batchSize": batch_size, "maxBatchDelay": 50, "responseTimeout": 120}}
-            snapshot["modelCount"] = len(snapshot["models"])
+            change(snapshot)
             lines[i] = "model_snapshot=" + json.dumps(snapshot, separators=(",", ":"))
     config.write_text("\n".join(lines) + "\n")
+
+
+def add_model(layout: Path, name: str, mar: Path, *, batch_size: int = 1, version: str = "1.0") -> None:
+    """Put ``mar`` in layout/model-store and a model_snapshot entry for it in config.properties."""
+    shutil.copy(mar, layout / "model-store" / f"{name}.mar")
+
+    def add(snapshot: dict[str, Any]) -> None:
+        snapshot["models"][name] = {version: {
+            "defaultVersion": True, "marName": f"{name}.mar", "minWorkers": 1, "maxWorkers": 1,
+            "batchSize": batch_size, "maxBatchDelay": 50, "responseTimeout": 120}}
+        snapshot["modelCount"] = len(snapshot["models"])
+
+    edit_snapshot(layout, add)
 
 
 def replace_snapshot(layout: Path, name: str, mar: Path) -> None:
