@@ -79,11 +79,13 @@ def _kind(value: Any) -> str:
     return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
-def check_envelope(raw: bytes) -> None:
-    """400 unless ``raw`` is a JSON object whose "instances" is a list (the instances are the handler's to check)."""
+def check_envelope(raw: bytes) -> dict[str, Any]:
+    """The parsed v1 body, or 400 unless ``raw`` is a JSON object whose "instances" is a list (the instances are
+    the handler's to check)."""
     body = _json_object(raw, "v1", "instances", V1_FORM)
     if not isinstance(body["instances"], list):
         raise Refused(400, f'"instances" must be a list, got {_kind(body["instances"])}: send {V1_FORM}')
+    return body
 
 
 def check_v2_envelope(raw: bytes) -> Any:
