@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -142,9 +143,17 @@ def test_every_panel_query_returns_series(scraped: Scraped, prometheus: Promethe
     dashboard = layout_dashboard(scraped.layout, name=ISVC, namespace=NS).model
     panels: dict[str, list[tuple[str, list[dict]]]] = {}
     for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            expr = _fill(target["expr"])
-            panels.setdefault(panel["title"], []).append((expr, prometheus.query(expr)))
+        exprs = [_fill(target["expr"]) for target in panel.get("targets", [])]
+        if not exprs:
+            continue  # a row: it holds panels, no query
+        # rate() needs two scrapes of a series: one that appeared in the last scrape is there a scrape later
+        deadline = time.monotonic() + 30
+        while True:
+            answers = [(expr, prometheus.query(expr)) for expr in exprs]
+            if any(result for _, result in answers) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        panels[panel["title"]] = answers
     assert len(panels) == 9, sorted(panels)
     for title, answers in panels.items():
         assert any(result for _, result in answers), f"panel {title!r}: no query returned series: {answers}"
